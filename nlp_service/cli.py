@@ -1,0 +1,241 @@
+"""Command line: ``nlp-service serve | defaults | train | fetch | convert | models``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .config import Settings, get_settings
+
+app = typer.Typer(
+    name="nlp-service",
+    help="Spanish-first NLP toolkit and HTTP service. Settings come from NLP_* environment variables "
+    "(see README); options given here override them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+train_app = typer.Typer(help="Train a model from text and save it as a named artifact.", no_args_is_help=True)
+fetch_app = typer.Typer(help="Download published models or data (needs internet).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(fetch_app, name="fetch")
+
+ModelsDir = Annotated[
+    Path | None, typer.Option("--models-dir", help="Models folder (default: NLP_MODELS_DIR or ./models).")
+]
+
+
+def _settings(models_dir: Path | None = None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if models_dir is not None:
+        values["models_dir"] = models_dir
+    return get_settings().model_copy(update=values)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Expected failures (bad input, missing files, no network) print one line, exit code 1."""
+    from .artifacts import ArtifactError
+    from .data import DataError
+
+    try:
+        yield
+    except (ArtifactError, DataError, ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.secho("interrupted; nothing was saved", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default: NLP_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: NLP_PORT or 8000).")] = None,
+    models_dir: ModelsDir = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Load only this model (repeat).")] = None,
+) -> None:
+    """Start the HTTP service (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from .api import create_app
+
+    settings = _settings(models_dir, host=host, port=port, models=model or None)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+@app.command()
+def defaults(
+    models_dir: ModelsDir = None,
+    only: Annotated[list[str] | None, typer.Option(help="Build only this default model (repeat).")] = None,
+) -> None:
+    """Build the default models from the shipped data if they are missing (what `make serve` runs)."""
+    from pipelines.defaults import DEFAULT_MODELS, build_missing
+
+    settings = _settings(models_dir)
+    with _user_errors():
+        built = build_missing(settings, only=only)
+    names = [m.name for m in DEFAULT_MODELS]
+    typer.echo(f"built: {', '.join(built)}" if built else f"default models present: {', '.join(names)}")
+
+
+class Architecture(StrEnum):
+    skipgram = "skipgram"
+    cbow = "cbow"
+
+
+class Loss(StrEnum):
+    negative = "negative"
+    hs = "hs"
+
+
+@train_app.command("word2vec")
+def train_word2vec(
+    corpus: Annotated[list[Path], typer.Argument(help="Text files: .txt, .jsonl, .csv, .tsv, optionally .gz/.bz2.")],
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
+    column: Annotated[str | None, typer.Option(help="Text column/field of CSV, TSV or JSONL files.")] = None,
+    architecture: Annotated[Architecture, typer.Option(help="skipgram or cbow.")] = Architecture.skipgram,
+    loss: Annotated[Loss, typer.Option(help="negative sampling or hierarchical softmax (hs).")] = Loss.negative,
+    negative: Annotated[int, typer.Option(help="Noise words per positive (negative sampling).")] = 5,
+    vector_size: Annotated[int, typer.Option(help="Dimensions.")] = 100,
+    window: Annotated[int, typer.Option(help="Context window.")] = 5,
+    min_count: Annotated[int, typer.Option(help="Ignore words rarer than this.")] = 5,
+    sample: Annotated[float, typer.Option(help="Down-sampling threshold of frequent words.")] = 1e-3,
+    epochs: Annotated[int, typer.Option(help="Passes over the corpus.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed (bit-exact runs also need --workers 1).")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Threads/processes (default: all cores).")] = None,
+    phrases: Annotated[bool, typer.Option(help="Detect bigram phrases (new_york) before training.")] = False,
+    phrases_min_count: Annotated[int, typer.Option(help="Phrases: min bigram count.")] = 5,
+    phrases_threshold: Annotated[float, typer.Option(help="Phrases: score threshold.")] = 10.0,
+    lowercase: Annotated[bool, typer.Option(help="Lowercase tokens.")] = True,
+    strip_accents: Annotated[bool, typer.Option(help="Remove accents (á->a; keeps ñ).")] = False,
+    keep_punct: Annotated[bool, typer.Option(help="Keep punctuation tokens.")] = False,
+    eval_similarity: Annotated[Path | None, typer.Option(help="Word-pair file: word1<TAB>word2<TAB>score.")] = None,
+    eval_analogy: Annotated[Path | None, typer.Option(help="Analogy file in questions-words.txt format.")] = None,
+    export: Annotated[list[str] | None, typer.Option(help="Also write word2vec-text / word2vec-binary.")] = None,
+    ann: Annotated[bool, typer.Option(help="Build an HNSW index for approximate search.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Train word2vec (CBOW or skip-gram) from raw text and save it as a vectors model."""
+    import os
+
+    from pipelines.word2vec import build_word2vec
+
+    from .text import Tokenizer
+    from .vectors import Word2VecParams
+
+    settings = _settings(models_dir)
+    params = Word2VecParams(
+        architecture=architecture.value, loss=loss.value, negative=negative, vector_size=vector_size,
+        window=window, min_count=min_count, sample=sample, epochs=epochs, seed=seed,
+        workers=workers or max(1, os.cpu_count() or 1), phrases=phrases, phrases_min_count=phrases_min_count,
+        phrases_threshold=phrases_threshold,
+    )
+    tokenizer = Tokenizer(lowercase=lowercase, strip_accents=strip_accents, keep_punct=keep_punct)
+    with _user_errors():
+        path, metrics = build_word2vec(
+            corpus, settings.models_dir, name, params=params, tokenizer=tokenizer, column=column,
+            cache_dir=settings.cache_dir, similarity_file=eval_similarity, analogy_file=eval_analogy,
+            exports=export or (), ann=ann, overwrite=overwrite,
+        )
+    typer.echo(json.dumps({"model": str(path), "metrics": metrics}, indent=2))
+
+
+class CcFormat(StrEnum):
+    bin = "bin"
+    vec = "vec"
+
+
+@fetch_app.command("cc-es")
+def fetch_cc_es(
+    format: Annotated[CcFormat, typer.Option(help="bin (7 GB, keeps subwords for unseen words) or vec (1.3 GB).")]
+    = CcFormat.bin,
+    dest: Annotated[Path | None, typer.Option(help="Folder (default: NLP_CACHE_DIR/downloads).")] = None,
+    url: Annotated[str | None, typer.Option(help="Another address (a mirror).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 20.0,
+) -> None:
+    """Download the official Spanish fastText vectors (cc.es.300) with resume and size check."""
+    from pipelines.pretrained import fetch_cc_es as fetch
+
+    settings = _settings()
+    with _user_errors():
+        path = fetch(dest or settings.cache_dir / "downloads", format.value, url=url, timeout=timeout)
+    typer.echo(f"downloaded {path}\nnext: nlp-service convert {path} --name cc-es --limit 200000")
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="fastText .bin, .vec / word2vec text, or word2vec binary (.gz ok).")],
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
+    format: Annotated[str | None, typer.Option(
+        help="fasttext-bin, word2vec-text or word2vec-binary (default: from the file).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N (most frequent) words.")] = None,
+    ann: Annotated[bool, typer.Option(help="Build an HNSW index and measure its recall@10.")] = True,
+    lowercase: Annotated[bool, typer.Option(help="Lowercase query text (match the vectors' casing).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Convert pretrained vectors into the native store: normalised, memory-mapped, instant to load."""
+    from .text import Tokenizer
+    from .vectors import FORMATS, convert_vectors
+
+    if format is not None and format not in FORMATS:
+        typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    settings = _settings(models_dir)
+    with _user_errors():
+        path = convert_vectors(source, settings.models_dir, name, fmt=format, limit=limit, ann=ann,  # type: ignore[arg-type]
+                               tokenizer=Tokenizer(lowercase=lowercase, keep_punct=True), overwrite=overwrite)
+    from .artifacts import read_manifest
+
+    typer.echo(json.dumps({"model": str(path), "metrics": read_manifest(path).metrics}, indent=2))
+
+
+@app.command()
+def models(
+    models_dir: ModelsDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
+) -> None:
+    """List the models in the models folder."""
+    from .artifacts import list_models
+
+    settings = _settings(models_dir)
+    found = list_models(settings.models_dir)
+    if as_json:
+        typer.echo(json.dumps([m.to_dict() | {"path": str(p)} for p, m in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        typer.echo(f"no models in {settings.models_dir} (run `nlp-service defaults` or `make serve`)")
+        return
+    for _, m in found:
+        size = sum(f.get("size", 0) for f in m.files.values())
+        typer.echo(f"{m.name:24} {m.kind:10} {size / 1e6:9.1f} MB  {m.created_at}  {_summary(m.metrics)}")
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    parts = []
+    if "train" in metrics:
+        parts.append(f"vocab={metrics['train'].get('vocabulary')}")
+    if "analogy" in metrics:
+        parts.append(f"analogy_acc={metrics['analogy']['accuracy']}")
+    if "similarity" in metrics:
+        parts.append(f"spearman={metrics['similarity']['spearman']}")
+    if "ann" in metrics:
+        parts.append(f"ann_recall@10={metrics['ann'].get('recall_at_10')}")
+    return " ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> Callable[..., Any] | None:
+    return app(args=argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

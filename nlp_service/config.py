@@ -1,0 +1,58 @@
+"""Service and toolkit settings: one pydantic-settings class, environment prefix ``NLP_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "nlp-service"
+
+
+class Settings(BaseSettings):
+    """Every knob of the toolkit and the service.
+
+    Each field can be set from the environment as ``NLP_<FIELD>`` (for example
+    ``NLP_MODELS_DIR=/srv/models``) or from a ``.env`` file in the working directory.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NLP_", env_file=".env", extra="ignore")
+
+    models_dir: Path = Field(Path("models"), description="Folder holding one sub-folder per named model.")
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Downloads and tokenized-corpus caches.",
+    )
+    models: list[str] | None = Field(
+        None,
+        description="Names of the models to load at start-up (JSON list); default: every model in models_dir.",
+    )
+    default_vectors_model: str | None = Field(
+        None, description="Vectors model used when a request names none; default: 'w2v-es' or the first loaded."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where tensor models run.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # Request limits: anything over them is a 4xx that says which limit was hit.
+    max_body_bytes: int = Field(1_000_000, description="Largest request body accepted (bytes).")
+    max_words: int = Field(1_000, description="Most words in one request (lists, analogies, embeddings).")
+    max_texts: int = Field(256, description="Most texts in one request.")
+    max_text_chars: int = Field(20_000, description="Longest text accepted (characters).")
+    max_topn: int = Field(1_000, description="Largest topn for neighbour queries.")
+
+    ann_ef_search: int = Field(128, description="HNSW ef at query time (higher: better recall, slower).")
+    preload_ann: bool = Field(
+        True, description="Load approximate-search indexes in the background at start-up (else on first use)."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,183 @@
+"""Text readers (streamed), the datasets shipped with the package, and a resumable downloader.
+
+Readers never load a whole file: they yield one text at a time. Compression is chosen by the
+file name (``.gz``, ``.bz2``); the record format by the remaining suffix (``.jsonl``, ``.csv``,
+``.tsv``; anything else is plain text, one document per line).
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+DATASETS_DIR = Path(__file__).parent / "datasets"
+SPANISH_CORPUS = tuple(sorted((DATASETS_DIR / "corpus_es").glob("*.txt.gz")))
+
+# csv rows may hold long paragraphs.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class DataError(Exception):
+    """An input file is missing, unreadable or not in the expected format."""
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a text file for reading, decompressing ``.gz`` / ``.bz2`` on the fly."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def record_format(path: str | Path) -> str:
+    """``jsonl``, ``csv``, ``tsv`` or ``text``, from the file name (compression suffix ignored)."""
+    name = Path(path).name.lower()
+    for comp in (".gz", ".bz2"):
+        name = name.removesuffix(comp)
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".tsv"):
+        return "tsv"
+    return "text"
+
+
+def iter_texts(path: str | Path, column: str | None = None) -> Iterator[str]:
+    """Yield the texts of one file: lines, a JSONL field, or a CSV/TSV column chosen by name.
+
+    ``column`` is required for JSONL/CSV/TSV unless the records have a ``text`` field.
+    Empty texts are skipped.
+    """
+    fmt = record_format(path)
+    try:
+        with open_text(path) as fh:
+            if fmt == "text":
+                yield from _iter_lines(fh)
+            elif fmt == "jsonl":
+                yield from _iter_jsonl(fh, column or "text", path)
+            else:
+                yield from _iter_delimited(fh, "\t" if fmt == "tsv" else ",", column or "text", path)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+
+
+def _iter_lines(fh: IO[str]) -> Iterator[str]:
+    for line in fh:
+        text = line.strip()
+        if text:
+            yield text
+
+
+def _iter_jsonl(fh: IO[str], field: str, path: str | Path) -> Iterator[str]:
+    for lineno, line in enumerate(fh, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
+        if not isinstance(record, dict) or field not in record:
+            raise DataError(f"{path}:{lineno}: record has no field {field!r}")
+        value = record[field]
+        if isinstance(value, str) and value.strip():
+            yield value.strip()
+
+
+def _iter_delimited(fh: IO[str], delimiter: str, column: str, path: str | Path) -> Iterator[str]:
+    reader = csv.reader(fh, delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        return
+    if column not in header:
+        raise DataError(f"{path}: no column {column!r}; columns are {header}")
+    idx = header.index(column)
+    for lineno, row in enumerate(reader, 2):
+        if not row:
+            continue
+        if idx >= len(row):
+            raise DataError(f"{path}:{lineno}: row has {len(row)} fields, column {column!r} is field {idx + 1}")
+        text = row[idx].strip()
+        if text:
+            yield text
+
+
+def iter_corpus(paths: Iterable[str | Path], column: str | None = None) -> Iterator[str]:
+    """Texts of several files, one after the other."""
+    for path in paths:
+        yield from iter_texts(path, column)
+
+
+def download(url: str, dest: Path, *, expected_size: int | None = None, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar, resuming a partial ``dest.part``.
+
+    The file only takes its final name once complete and (when the server or the caller says
+    how big it should be) of the right size. Network failures raise :class:`DataError`
+    quickly with the reason, so an offline machine is told at once.
+    """
+    import httpx
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as resp:
+            if resp.status_code == 416:  # already complete
+                total = have
+            else:
+                if resp.status_code not in (200, 206):
+                    raise DataError(f"download of {url} failed: HTTP {resp.status_code}")
+                if resp.status_code == 200:
+                    have = 0  # server ignored the range: start over
+                length = resp.headers.get("content-length")
+                total = have + int(length) if length is not None else None
+                mode = "ab" if have else "wb"
+                with open(part, mode) as out, tqdm(
+                    total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name
+                ) as bar:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+    except httpx.HTTPError as exc:
+        raise DataError(f"cannot download {url}: {exc.__class__.__name__}: {exc}") from exc
+    size = part.stat().st_size
+    want = expected_size or total
+    if want is not None and size != want:
+        raise DataError(f"download of {url} incomplete: {size} of {want} bytes (run again to resume)")
+    os.replace(part, dest)
+    return dest
+
+
+def read_head(path: Path, n: int = 4) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def is_gzip(path: Path) -> bool:
+    return read_head(path, 2) == b"\x1f\x8b"
+
+
+def wrap_binary(path: Path) -> IO[bytes]:
+    """Open a possibly gzip/bz2-compressed file for binary reading."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    return io.BufferedReader(open(path, "rb"), buffer_size=1 << 20)

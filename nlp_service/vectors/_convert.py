@@ -1,0 +1,199 @@
+"""Readers for pretrained vectors: fastText ``.bin``, ``.vec`` / word2vec text, word2vec binary.
+
+Text and binary word2vec files are parsed in one streaming pass straight into the store's
+matrix, so a 2M-word file never exists twice in memory. Every way a file can be broken
+(truncated, wrong field counts, bad numbers, bad header) raises :class:`ConversionError`
+with the line or record where it went wrong.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+
+from ..data import wrap_binary
+from ._store import VectorStore
+
+VectorFormat = Literal["fasttext-bin", "word2vec-text", "word2vec-binary"]
+FORMATS: tuple[str, ...] = ("fasttext-bin", "word2vec-text", "word2vec-binary")
+
+
+class ConversionError(ValueError):
+    """A vectors file cannot be read: corrupt, truncated or not in the stated format."""
+
+
+def detect_format(path: Path) -> VectorFormat:
+    """Guess the format from the name, then from the first bytes."""
+    name = path.name.lower()
+    for comp in (".gz", ".bz2"):
+        name = name.removesuffix(comp)
+    if name.endswith(".bin"):
+        with wrap_binary(path) as fh:
+            head = fh.read(8)
+        # word2vec binaries start with an ASCII header "<count> <dim>\n"; fastText binaries
+        # with the magic number 793712314 (little-endian int32), or, in the oldest format, a
+        # small int32 (the dimension) whose bytes are not ASCII digits.
+        if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == 793712314:
+            return "fasttext-bin"
+        if head[:1].isdigit():
+            return "word2vec-binary"
+        return "fasttext-bin"
+    if name.endswith((".vec", ".txt")):
+        return "word2vec-text"
+    raise ConversionError(f"cannot tell the format of {path.name}; pass --format ({', '.join(FORMATS)})")
+
+
+def read_vectors(
+    path: Path,
+    fmt: VectorFormat | None = None,
+    *,
+    limit: int | None = None,
+    progress: bool = True,
+) -> VectorStore:
+    """Read a pretrained vectors file into a :class:`VectorStore` (at most ``limit`` words)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"no such file: {path}")
+    if limit is not None and limit < 1:
+        raise ConversionError("--limit must be at least 1")
+    fmt = fmt or detect_format(path)
+    if fmt == "fasttext-bin":
+        return _read_fasttext_bin(path, limit)
+    reader: Callable[[IO[bytes], int, int, str, _Bar], tuple[list[str], np.ndarray]]
+    reader = _read_text_body if fmt == "word2vec-text" else _read_binary_body
+    try:
+        with wrap_binary(path) as fh:
+            header = fh.readline()
+            count, dim = _parse_header(header, path)
+            n = count if limit is None else min(limit, count)
+            with _Bar(n, path.name, progress) as bar:
+                words, matrix = reader(fh, n, dim, str(path), bar)
+    except (OSError, EOFError) as exc:  # gzip/bz2 errors on truncated or corrupt archives
+        raise ConversionError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return VectorStore.from_vectors(words, matrix)
+    except ValueError as exc:
+        raise ConversionError(f"{path}: {exc}") from exc
+
+
+class _Bar:
+    def __init__(self, total: int, name: str, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=f"reading {name}", unit=" words", unit_scale=True, disable=not enabled)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+
+def _parse_header(line: bytes, path: Path) -> tuple[int, int]:
+    try:
+        parts = line.decode("utf-8").split()
+        count, dim = int(parts[0]), int(parts[1])
+        if len(parts) != 2 or count < 0 or dim < 1:
+            raise ValueError
+    except (UnicodeDecodeError, ValueError, IndexError):
+        raise ConversionError(
+            f"{path}: first line should be '<word count> <dimensions>' (word2vec/fastText header), "
+            f"got {line[:80]!r}"
+        ) from None
+    return count, dim
+
+
+def _read_text_body(fh: IO[bytes], n: int, dim: int, name: str, bar: _Bar) -> tuple[list[str], np.ndarray]:
+    words: list[str] = []
+    seen: set[str] = set()
+    matrix = np.empty((n, dim), dtype=np.float32)
+    row = 0
+    for record in range(n):
+        raw = fh.readline()
+        lineno = record + 2
+        if not raw:
+            raise ConversionError(f"{name}: truncated: header promises {n} words, file ends after {record}")
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise ConversionError(f"{name}:{lineno}: not UTF-8 ({exc.reason})") from None
+        # Split on the last `dim` spaces so words holding odd characters survive.
+        parts = line.rstrip(" ").rsplit(" ", dim)
+        if len(parts) != dim + 1 or not parts[0]:
+            raise ConversionError(f"{name}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} fields")
+        try:
+            matrix[row] = np.array(parts[1:], dtype=np.float32)
+        except ValueError:
+            raise ConversionError(f"{name}:{lineno}: not a number among the values of {parts[0]!r}") from None
+        if not np.all(np.isfinite(matrix[row])):
+            raise ConversionError(f"{name}:{lineno}: {parts[0]!r} holds NaN or infinite values")
+        word = parts[0]
+        if word in seen:  # keep the first (most frequent) occurrence, as gensim does
+            continue
+        seen.add(word)
+        words.append(word)
+        row += 1
+        if (record + 1) % 10_000 == 0:
+            bar.update(10_000)
+    bar.update(n % 10_000)
+    return words, matrix[: len(words)]
+
+
+def _read_binary_body(fh: IO[bytes], n: int, dim: int, name: str, bar: _Bar) -> tuple[list[str], np.ndarray]:
+    words: list[str] = []
+    seen: set[str] = set()
+    matrix = np.empty((n, dim), dtype=np.float32)
+    width = dim * 4
+    row = 0
+    for record in range(n):
+        word_bytes = bytearray()
+        while True:
+            ch = fh.read(1)
+            if not ch:
+                raise ConversionError(f"{name}: truncated: header promises {n} words, file ends after {record}")
+            if ch == b" ":
+                break
+            if ch != b"\n":  # some writers put a newline after each vector
+                word_bytes += ch
+            if len(word_bytes) > 10_000:
+                raise ConversionError(f"{name}: record {record + 1}: no word separator within 10000 bytes")
+        data = fh.read(width)
+        if len(data) != width:
+            raise ConversionError(f"{name}: truncated inside the vector of record {record + 1}")
+        try:
+            word = word_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            word = word_bytes.decode("utf-8", errors="replace")
+        if not word:
+            raise ConversionError(f"{name}: record {record + 1} has an empty word")
+        if word in seen:
+            continue
+        vec = np.frombuffer(data, dtype="<f4")
+        if not np.all(np.isfinite(vec)):
+            raise ConversionError(f"{name}: record {record + 1} ({word!r}) holds NaN or infinite values")
+        seen.add(word)
+        matrix[row] = vec
+        words.append(word)
+        row += 1
+        if (record + 1) % 10_000 == 0:
+            bar.update(10_000)
+    bar.update(n % 10_000)
+    return words, matrix[: len(words)]
+
+
+def _read_fasttext_bin(path: Path, limit: int | None) -> VectorStore:
+    """Facebook fastText ``.bin`` (keeps subword n-grams), read with gensim's reader."""
+    from gensim.models.fasttext import load_facebook_vectors
+
+    try:
+        kv = load_facebook_vectors(str(path))
+    except Exception as exc:  # gensim raises struct.error, ValueError, EOFError, AssertionError...
+        raise ConversionError(f"{path}: not a readable fastText .bin file ({exc.__class__.__name__}: {exc})") from exc
+    return VectorStore.from_keyed_vectors(kv, limit=limit)

@@ -1,0 +1,348 @@
+"""The native vector store: unit-normalised float32 matrix, memory-mapped, plus a vocabulary.
+
+Files in a store folder::
+
+    store.json      dimensions, count, subword parameters
+    vocab.txt       one word a line, row order (frequency order when the source had it)
+    vectors.npy     (count, dim) float32, each row of unit length
+    norms.npy       (count,) float32, the original lengths (raw vector = unit * norm)
+    ngrams.npy      (bucket, dim) float32, fastText subword buckets (optional)
+    hnsw.bin        HNSW index over vectors.npy (optional)
+
+Opening a store maps the matrices instead of reading them, and nothing is recomputed at
+query time (gensim computes norms on its first query), so a restart is ready at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ._ann import ANN_FILE, HnswIndex, recall_at_k
+from ._subword import SubwordVectors
+
+STORE_FILE = "store.json"
+STORE_FORMAT = 1
+
+Query = str | np.ndarray
+Source = Literal["vocabulary", "subwords"]
+
+
+class WordNotFound(KeyError):
+    """One or more words have no vector (not in the vocabulary and no subword n-grams)."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = list(words)
+        super().__init__(", ".join(self.words))
+
+    def __str__(self) -> str:
+        return f"not in vocabulary: {', '.join(repr(w) for w in self.words)}"
+
+
+class NoAnnIndex(RuntimeError):
+    """Approximate search was asked of a store built without an HNSW index."""
+
+
+def unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows scaled to unit length (zero rows stay zero) and the original norms, float32."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1).astype(np.float32)
+    safe = np.where(norms > 0, norms, np.float32(1.0))
+    return (matrix / safe[:, None]).astype(np.float32), norms
+
+
+def _unitvec(vec: np.ndarray) -> np.ndarray:
+    vec = np.asarray(vec, dtype=np.float32)
+    norm = np.linalg.norm(vec)
+    return (vec / norm).astype(np.float32) if norm > 0 else vec
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest scores, best first (ties: lower index first)."""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
+    return part[np.lexsort((part, -scores[part]))]
+
+
+@dataclass
+class Neighbor:
+    word: str
+    score: float
+
+
+class VectorStore:
+    """Word vectors with exact (BLAS) and approximate (HNSW) neighbour search."""
+
+    def __init__(
+        self,
+        words: list[str],
+        unit_vectors: np.ndarray,
+        norms: np.ndarray,
+        *,
+        subwords: SubwordVectors | None = None,
+        ann: HnswIndex | None = None,
+        path: Path | None = None,
+    ) -> None:
+        if unit_vectors.ndim != 2 or unit_vectors.shape[0] != len(words) or norms.shape != (len(words),):
+            raise ValueError(
+                f"inconsistent store: {len(words)} words, vectors {unit_vectors.shape}, norms {norms.shape}"
+            )
+        self.words = words
+        self.index = {w: i for i, w in enumerate(words)}
+        if len(self.index) != len(words):
+            raise ValueError("duplicate words in vocabulary")
+        self.unit = unit_vectors
+        self.norms = norms
+        self.subwords = subwords
+        self._ann = ann
+        self._ann_lock = threading.Lock()
+        self.path = path
+
+    # ---- construction, persistence -----------------------------------------------------------
+
+    @classmethod
+    def from_vectors(
+        cls, words: list[str], vectors: np.ndarray, *, subwords: SubwordVectors | None = None
+    ) -> VectorStore:
+        unit, norms = unit_rows(vectors)
+        return cls(list(words), unit, norms, subwords=subwords)
+
+    @classmethod
+    def from_keyed_vectors(cls, kv: Any, limit: int | None = None) -> VectorStore:
+        """From gensim ``KeyedVectors`` (or ``FastTextKeyedVectors``, keeping its n-grams)."""
+        n = len(kv.index_to_key) if limit is None else min(limit, len(kv.index_to_key))
+        words = [str(w) for w in kv.index_to_key[:n]]
+        subwords = None
+        ngrams = getattr(kv, "vectors_ngrams", None)
+        if ngrams is not None and getattr(kv, "bucket", 0):
+            subwords = SubwordVectors(np.asarray(ngrams, dtype=np.float32), int(kv.min_n), int(kv.max_n))
+        return cls.from_vectors(words, np.asarray(kv.vectors[:n]), subwords=subwords)
+
+    def save(self, folder: Path) -> None:
+        """Write the store's files into ``folder`` (callers make it atomic, see ``artifacts``)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for w in self.words:
+            if not w or any(c in w for c in "\n\r"):
+                raise ValueError(f"word {w!r} cannot be stored (empty or holds a line break)")
+        (folder / "vocab.txt").write_text("\n".join(self.words), encoding="utf-8")
+        np.save(folder / "vectors.npy", np.ascontiguousarray(self.unit, dtype=np.float32))
+        np.save(folder / "norms.npy", np.ascontiguousarray(self.norms, dtype=np.float32))
+        meta: dict[str, Any] = {"format": STORE_FORMAT, "count": len(self), "dim": self.dim, "subwords": None}
+        if self.subwords is not None:
+            np.save(folder / "ngrams.npy", np.ascontiguousarray(self.subwords.ngrams, dtype=np.float32))
+            meta["subwords"] = {"min_n": self.subwords.min_n, "max_n": self.subwords.max_n,
+                                "bucket": self.subwords.bucket}
+        if self._ann is not None:
+            self._ann.save(folder / ANN_FILE)
+            meta["ann"] = self._ann.params
+        (folder / STORE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, *, mmap: bool = True, load_ann: bool = False) -> VectorStore:
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / STORE_FILE).read_text(encoding="utf-8"))
+            if meta.get("format") != STORE_FORMAT:
+                raise ValueError(f"unsupported store format {meta.get('format')!r}")
+            mode = "r" if mmap else None
+            unit = np.load(folder / "vectors.npy", mmap_mode=mode)
+            norms = np.load(folder / "norms.npy", mmap_mode=mode)
+            text = (folder / "vocab.txt").read_text(encoding="utf-8")
+            words = text.split("\n") if text else []
+            if unit.shape != (meta["count"], meta["dim"]) or len(words) != meta["count"]:
+                raise ValueError(
+                    f"files disagree: store.json says {meta['count']} x {meta['dim']}, "
+                    f"vectors.npy is {unit.shape}, vocab.txt has {len(words)} words"
+                )
+            subwords = None
+            if meta.get("subwords"):
+                ngrams = np.load(folder / "ngrams.npy", mmap_mode=mode)
+                subwords = SubwordVectors(ngrams, int(meta["subwords"]["min_n"]), int(meta["subwords"]["max_n"]))
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot open vector store {folder}: {exc}") from exc
+        store = cls(words, unit, norms, subwords=subwords, path=folder)
+        store._ann_params = meta.get("ann")
+        if load_ann:
+            store.load_ann()
+        return store
+
+    # ---- approximate index ------------------------------------------------------------------
+
+    _ann_params: dict[str, Any] | None = None
+
+    @property
+    def has_ann(self) -> bool:
+        return self._ann is not None or self._ann_params is not None
+
+    @property
+    def ann_loaded(self) -> bool:
+        return self._ann is not None
+
+    def load_ann(self) -> HnswIndex:
+        """Load the HNSW index from disk once (thread-safe); raise :class:`NoAnnIndex` if none."""
+        if self._ann is not None:
+            return self._ann
+        with self._ann_lock:
+            if self._ann is None:
+                if self.path is None or not (self.path / ANN_FILE).is_file():
+                    raise NoAnnIndex("this model has no approximate-search index (convert/train with --ann)")
+                self._ann = HnswIndex.load(self.path / ANN_FILE, self.dim, len(self), self._ann_params)
+        return self._ann
+
+    def build_ann(self, *, m: int = 16, ef_construction: int = 200, recall_queries: int = 1000,
+                  ef_search: int = 128, progress: bool = True) -> dict[str, Any]:
+        """Build the HNSW index and measure its recall@10 against exact search."""
+        self._ann = HnswIndex.build(self.unit, m=m, ef_construction=ef_construction, progress=progress)
+        recall = recall_at_k(self.unit, self._ann, k=10, queries=recall_queries, ef=ef_search)
+        self._ann.params.update({"recall_at_10": recall["recall_at_k"], "recall_queries": recall["queries"],
+                                 "ef_search": ef_search})
+        return dict(self._ann.params)
+
+    # ---- lookups ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.index
+
+    @property
+    def dim(self) -> int:
+        return int(self.unit.shape[1])
+
+    def lookup(self, word: str) -> tuple[np.ndarray, Source]:
+        """Unit vector of ``word`` and where it came from; :class:`WordNotFound` if none."""
+        idx = self.index.get(word)
+        if idx is not None:
+            return np.asarray(self.unit[idx]), "vocabulary"
+        if self.subwords is not None:
+            vec = self.subwords.vector(word)
+            if vec is not None:
+                return _unitvec(vec), "subwords"
+        raise WordNotFound([word])
+
+    def vector(self, word: str, *, normalized: bool = False) -> tuple[np.ndarray, Source]:
+        """The word's vector, raw (as trained) unless ``normalized``."""
+        idx = self.index.get(word)
+        if idx is not None:
+            unit = np.asarray(self.unit[idx])
+            return (unit if normalized else unit * self.norms[idx]), "vocabulary"
+        if self.subwords is not None:
+            vec = self.subwords.vector(word)
+            if vec is not None:
+                return (_unitvec(vec) if normalized else vec), "subwords"
+        raise WordNotFound([word])
+
+    def check_words(self, words: Sequence[str]) -> None:
+        """Raise one :class:`WordNotFound` naming every word that has no vector."""
+        missing = [w for w in words if w not in self.index and (self.subwords is None or not self.subwords.hashes(w))]
+        if missing:
+            raise WordNotFound(missing)
+
+    def similarity(self, word1: str, word2: str) -> float:
+        self.check_words([word1, word2])
+        return float(np.dot(self.lookup(word1)[0], self.lookup(word2)[0]))
+
+    # ---- neighbours ---------------------------------------------------------------------------
+
+    def _mean_query(self, positive: Sequence[Query], negative: Sequence[Query]) -> tuple[np.ndarray, set[int]]:
+        """gensim's ``get_mean_vector(pre_normalize=True, post_normalize=True)`` and the input rows."""
+        words = [q for q in [*positive, *negative] if isinstance(q, str)]
+        self.check_words(words)
+        if not positive and not negative:
+            raise ValueError("give at least one positive or negative word or vector")
+        mean = np.zeros(self.dim, dtype=np.float32)
+        for sign, items in ((1.0, positive), (-1.0, negative)):
+            for item in items:
+                vec = self.lookup(item)[0] if isinstance(item, str) else np.asarray(item, dtype=np.float32)
+                if vec.shape != (self.dim,):
+                    raise ValueError(f"vector has {vec.shape[0]} dimensions, the model has {self.dim}")
+                mean += np.float32(sign) * vec
+        mean = mean / np.float32(len(positive) + len(negative))
+        exclude = {self.index[w] for w in words if w in self.index}
+        return _unitvec(mean), exclude
+
+    def most_similar(
+        self,
+        positive: Sequence[Query] = (),
+        negative: Sequence[Query] = (),
+        *,
+        topn: int = 10,
+        approximate: bool = False,
+        ef: int = 128,
+    ) -> list[Neighbor]:
+        """Nearest words by cosine to the normalised mean (3CosAdd); input words excluded.
+
+        The exact path gives the same ranking as gensim's ``KeyedVectors.most_similar``.
+        """
+        query, exclude = self._mean_query(positive, negative)
+        want = topn + len(exclude)
+        if approximate:
+            labels, sims = self.load_ann().query(query, want, ef=ef)
+            pairs = zip(labels[0].tolist(), sims[0].tolist(), strict=True)
+        else:
+            scores = self.unit @ query
+            best = _top(scores, want)
+            pairs = zip(best.tolist(), scores[best].tolist(), strict=True)
+        out = [Neighbor(self.words[i], float(s)) for i, s in pairs if i not in exclude and i >= 0]
+        return out[:topn]
+
+    def most_similar_cosmul(
+        self, positive: Sequence[Query] = (), negative: Sequence[Query] = (), *, topn: int = 10
+    ) -> list[Neighbor]:
+        """3CosMul (Levy & Goldberg 2014), as gensim's ``most_similar_cosmul``."""
+        if not positive:
+            raise ValueError("3CosMul needs at least one positive word")
+        words = [q for q in [*positive, *negative] if isinstance(q, str)]
+        self.check_words(words)
+        exclude = {self.index[w] for w in words if w in self.index}
+
+        def shifted(item: Query) -> np.ndarray:
+            vec = self.lookup(item)[0] if isinstance(item, str) else np.asarray(item, dtype=np.float32)
+            return (1 + self.unit @ vec) / 2
+
+        scores = np.prod([shifted(p) for p in positive], axis=0)
+        if negative:
+            scores = scores / (np.prod([shifted(n) for n in negative], axis=0) + 0.000001)
+        else:
+            scores = scores / (1.0 + 0.000001)
+        best = _top(scores, topn + len(exclude))
+        return [Neighbor(self.words[i], float(scores[i])) for i in best.tolist() if i not in exclude][:topn]
+
+    def analogy(self, a: str, b: str, c: str, *, topn: int = 1,
+                method: Literal["3cosadd", "3cosmul"] = "3cosadd") -> list[Neighbor]:
+        """``a`` is to ``b`` as ``c`` is to ... ? (b - a + c)."""
+        if method == "3cosmul":
+            return self.most_similar_cosmul([b, c], [a], topn=topn)
+        return self.most_similar([b, c], [a], topn=topn)
+
+    # ---- texts --------------------------------------------------------------------------------
+
+    def mean_vector(self, tokens: Sequence[str], *, normalized: bool = False) -> tuple[np.ndarray | None, list[str]]:
+        """Mean of the tokens' raw vectors (OOV tokens use subwords when the model has them).
+
+        Returns the vector (None when no token has one) and the tokens not in the vocabulary.
+        """
+        oov = [t for t in tokens if t not in self.index]
+        total = np.zeros(self.dim, dtype=np.float32)
+        used = 0
+        for tok in tokens:
+            try:
+                vec, _ = self.vector(tok)
+            except WordNotFound:
+                continue
+            total += vec
+            used += 1
+        if used == 0:
+            return None, oov
+        mean = total / np.float32(used)
+        return (_unitvec(mean) if normalized else mean), oov

@@ -1,0 +1,237 @@
+"""word2vec training: tokenize once (in parallel, cached), optional phrases, gensim, evaluation.
+
+The corpus is tokenized with the model's :class:`~nlp_service.text.Tokenizer` into a cache file
+of space-separated tokens, which gensim's ``corpus_file`` mode reads with one thread per core
+and no Python per-sentence work: tokenization is paid once, not once per epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..data import DataError, iter_corpus
+from ..text import PhraseMerger, Tokenizer, tokenize_to_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Word2VecParams:
+    """Hyper-parameters of a word2vec run (gensim's names and defaults unless noted)."""
+
+    architecture: Literal["cbow", "skipgram"] = "skipgram"
+    loss: Literal["negative", "hs"] = "negative"
+    negative: int = 5
+    vector_size: int = 100
+    window: int = 5
+    min_count: int = 5
+    sample: float = 1e-3
+    epochs: int = 5
+    alpha: float = 0.025
+    seed: int = 1
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    phrases: bool = False
+    phrases_min_count: int = 5
+    phrases_threshold: float = 10.0
+
+    def validate(self) -> None:
+        if self.architecture not in ("cbow", "skipgram"):
+            raise ValueError(f"architecture must be cbow or skipgram, not {self.architecture!r}")
+        if self.loss not in ("negative", "hs"):
+            raise ValueError(f"loss must be negative or hs, not {self.loss!r}")
+        for name in ("vector_size", "window", "min_count", "epochs", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.loss == "negative" and self.negative < 1:
+            raise ValueError("negative must be at least 1 with negative sampling")
+
+
+def corpus_cache_path(
+    cache_dir: Path, files: Sequence[Path], tokenizer: Tokenizer, column: str | None
+) -> Path:
+    """Cache file named by the inputs (path, size, mtime), the column and the tokenizer."""
+    key = hashlib.sha256()
+    for f in files:
+        st = Path(f).stat()
+        key.update(f"{Path(f).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    key.update(f"{column}|{tokenizer.fingerprint()}".encode())
+    return Path(cache_dir) / "tokenized" / f"{key.hexdigest()[:24]}.txt"
+
+
+def tokenize_corpus(
+    files: Sequence[Path], tokenizer: Tokenizer, cache_dir: Path, *, column: str | None = None,
+    workers: int | None = None, progress: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """Tokenize the corpus once into the cache; later runs with the same inputs reuse it."""
+    for f in files:
+        if not Path(f).is_file():
+            raise DataError(f"no such corpus file: {f}")
+    path = corpus_cache_path(cache_dir, files, tokenizer, column)
+    stats_path = path.with_suffix(".json")
+    if path.is_file() and stats_path.is_file():
+        return path, {**json.loads(stats_path.read_text()), "cached": True}
+    start = time.perf_counter()
+    stats: dict[str, Any] = dict(tokenize_to_file(
+        iter_corpus(files, column), path, tokenizer, workers=workers, progress=progress
+    ))
+    stats["seconds"] = round(time.perf_counter() - start, 2)
+    stats_path.write_text(json.dumps(stats))
+    if stats["words"] == 0:
+        raise DataError("the corpus holds no tokens (empty files, or the wrong --column?)")
+    return path, {**stats, "cached": False}
+
+
+def learn_phrases(corpus_file: Path, params: Word2VecParams, progress: bool = True) -> tuple[Path, PhraseMerger]:
+    """Detect bigram phrases (gensim ``Phrases``) and write the phrased corpus beside the input."""
+    from gensim.models.phrases import Phrases
+    from gensim.models.word2vec import LineSentence
+    from tqdm.auto import tqdm
+
+    phrases = Phrases(
+        LineSentence(str(corpus_file)), min_count=params.phrases_min_count, threshold=params.phrases_threshold,
+        delimiter="_",
+    )
+    merger = PhraseMerger({str(k): float(v) for k, v in phrases.freeze().phrasegrams.items()})
+    suffix = f".phrases-{params.phrases_min_count}-{params.phrases_threshold}.txt"
+    out = corpus_file.with_name(corpus_file.stem + suffix)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    with open(corpus_file, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+        for line in tqdm(src, desc="applying phrases", unit=" lines", disable=not progress):
+            dst.write(" ".join(merger(line.split())) + "\n")
+    os.replace(tmp, out)
+    return out, merger
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns gensim's progress log lines into a tqdm bar with words/s."""
+
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        super().__init__(logging.INFO)
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=epochs * 100, desc="word2vec", unit="%", disable=not enabled,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        self.epochs = epochs
+        self.done = 0.0
+        self.words_per_s: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg, args = str(record.msg), record.args
+        if not isinstance(args, tuple) or len(args) < 3:
+            return
+        if msg.startswith("EPOCH %i - PROGRESS: at"):
+            epoch, pct, wps = args[0], float(args[1]), float(args[2])
+            self._advance(epoch * 100 + pct, f"epoch {epoch + 1}/{self.epochs}, {wps:,.0f} words/s")
+        elif msg.startswith("EPOCH %i: training on") and len(args) >= 5:
+            epoch = args[0]
+            self.words_per_s.append(float(args[4]))
+            self._advance((epoch + 1) * 100, f"epoch {epoch + 1}/{self.epochs} done")
+
+    def _advance(self, to: float, postfix: str) -> None:
+        if to > self.done:
+            self.bar.update(to - self.done)
+            self.done = to
+        self.bar.set_postfix_str(postfix, refresh=False)
+
+
+@contextmanager
+def _gensim_progress(epochs: int, enabled: bool) -> Iterator[_ProgressHandler]:
+    logger = logging.getLogger("gensim.models.word2vec")
+    handler = _ProgressHandler(epochs, enabled)
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # keep gensim's INFO chatter off the root logger
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+        handler.bar.close()
+
+
+def train_word2vec(
+    corpus_file: Path, params: Word2VecParams, *, progress: bool = True
+) -> tuple[Any, dict[str, Any]]:
+    """Train gensim ``Word2Vec`` on a tokenized corpus file; return the model and run stats."""
+    from gensim.models import Word2Vec
+
+    params.validate()
+    with _gensim_progress(params.epochs, progress) as handler:
+        start = time.perf_counter()
+        model = Word2Vec(
+            vector_size=params.vector_size,
+            window=params.window,
+            min_count=params.min_count,
+            sample=params.sample,
+            sg=1 if params.architecture == "skipgram" else 0,
+            hs=1 if params.loss == "hs" else 0,
+            negative=params.negative if params.loss == "negative" else 0,
+            epochs=params.epochs,
+            alpha=params.alpha,
+            seed=params.seed,
+            workers=params.workers,
+        )
+        model.build_vocab(corpus_file=str(corpus_file))
+        if len(model.wv) == 0:
+            raise DataError(f"no word occurs at least min_count={params.min_count} times in the corpus")
+        model.train(
+            corpus_file=str(corpus_file),
+            total_examples=model.corpus_count,
+            total_words=model.corpus_total_words,
+            epochs=params.epochs,
+        )
+        seconds = time.perf_counter() - start
+    raw_words = model.corpus_total_words * params.epochs
+    return model, {
+        "train_seconds": round(seconds, 2),
+        "vocabulary": len(model.wv),
+        "corpus_words": int(model.corpus_total_words),
+        "words_per_second": round(raw_words / seconds) if seconds > 0 else None,
+        "effective_words_per_second_per_epoch": [round(x) for x in handler.words_per_s],
+    }
+
+
+def evaluate_keyed_vectors(
+    kv: Any, *, similarity_file: Path | None = None, analogy_file: Path | None = None,
+    similarity_delimiter: str = "\t",
+) -> dict[str, Any]:
+    """Spearman/Pearson on a word-pair file and accuracy on a ``questions-words.txt`` file (gensim)."""
+    metrics: dict[str, Any] = {}
+    if similarity_file is not None:
+        pearson, spearman, oov = kv.evaluate_word_pairs(str(similarity_file), delimiter=similarity_delimiter)
+        metrics["similarity"] = {
+            "file": Path(similarity_file).name,
+            "pearson": round(float(pearson[0]), 4),
+            "spearman": round(float(spearman.statistic if hasattr(spearman, "statistic") else spearman[0]), 4),
+            "oov_percent": round(float(oov), 2),
+        }
+    if analogy_file is not None:
+        score, sections = kv.evaluate_word_analogies(str(analogy_file))
+        total = next((s for s in sections if s["section"] == "Total accuracy"), None)
+        n_correct = len(total["correct"]) if total else 0
+        n_seen = n_correct + (len(total["incorrect"]) if total else 0)
+        metrics["analogy"] = {
+            "file": Path(analogy_file).name,
+            "accuracy": round(float(score), 4),
+            "questions_answered": n_seen,
+            "sections": {
+                s["section"]: round(len(s["correct"]) / max(1, len(s["correct"]) + len(s["incorrect"])), 4)
+                for s in sections if s["section"] != "Total accuracy"
+            },
+        }
+    return metrics
+
+
+def params_dict(params: Word2VecParams) -> dict[str, Any]:
+    return asdict(params)

@@ -1,0 +1,1 @@
+"""Batch jobs that compose library calls: data -> train -> evaluate -> model artifact."""

@@ -1,0 +1,68 @@
+"""Shared fixtures: small real models trained or converted once per test session."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from gensim.test.utils import datapath
+
+from nlp_service.api import create_app
+from nlp_service.config import Settings
+from nlp_service.data import DATASETS_DIR
+from nlp_service.text import Tokenizer
+from nlp_service.vectors import Word2VecParams, convert_vectors
+from pipelines.word2vec import build_word2vec
+
+BIBLE = DATASETS_DIR / "corpus_es" / "rv1909.txt.gz"
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8,000 real Spanish verses (about 200k tokens) as a plain-text file."""
+    path = tmp_path_factory.mktemp("corpus") / "biblia.txt"
+    with gzip.open(BIBLE, "rt", encoding="utf-8") as src:
+        path.write_text("".join(itertools.islice(src, 8000)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def w2v_model(models_dir: Path, cache_dir: Path, corpus_file: Path) -> Path:
+    """A small Spanish word2vec model with an HNSW index, trained by the real pipeline."""
+    params = Word2VecParams(vector_size=32, window=5, min_count=3, epochs=3, workers=2, seed=7)
+    path, _ = build_word2vec([corpus_file], models_dir, "w2v-small", params=params, tokenizer=Tokenizer(),
+                             cache_dir=cache_dir, ann=True, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ft_model(models_dir: Path) -> Path:
+    """gensim's real fastText .bin (Lee corpus, English) converted with its subword n-grams."""
+    return convert_vectors(Path(datapath("lee_fasttext.bin")), models_dir, "ft-lee", ann=False, progress=False)
+
+
+@pytest.fixture(scope="session")
+def settings(models_dir: Path, cache_dir: Path, w2v_model: Path, ft_model: Path) -> Settings:
+    return Settings(models_dir=models_dir, cache_dir=cache_dir, default_vectors_model="w2v-small",
+                    preload_ann=False, max_words=50, max_texts=8, max_text_chars=2000, max_topn=100,
+                    max_body_bytes=100_000)
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
