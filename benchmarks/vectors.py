@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -45,6 +46,9 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_LIBRARY_PACKAGES = ("nlp_service", "pipelines")
+# Where the library is imported from: the repository, or a snapshot of it (see ``snapshot_library``).
+SRC_ROOT = REPO_ROOT
 SECTIONS = ("ready_to_answer", "neighbour_latency", "word2vec_throughput", "http")
 DIM = 300
 REAL_MODEL = "w2v-es"
@@ -70,9 +74,12 @@ class Config:
     workers: int
     http_requests: int
     http_concurrency: int
+    http_blas_diagnostic: bool
+    http_max_seconds: float
     models_dir: Path
     workdir: Path | None
     keep_workdir: bool
+    snapshot: bool
     quick: bool
 
 
@@ -120,11 +127,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="word2vec threads, both sides")
     p.add_argument("--http-requests", type=int, help="timed requests per endpoint [2000; quick 300]")
     p.add_argument("--http-concurrency", type=int, default=32, help="concurrent HTTP clients")
+    p.add_argument("--http-max-seconds", type=float, default=120.0,
+                   help="time cap per endpoint and client: stop sending after this long")
+    p.add_argument("--no-http-blas-diagnostic", dest="http_blas_diagnostic", action="store_false",
+                   help="skip the second server run with single-threaded BLAS")
     p.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models",
                    help=f"folder holding {REAL_MODEL} (built with `nlp-service defaults` if missing)")
     p.add_argument("--workdir", type=Path, help="scratch folder (a fresh sub-folder is made and removed) "
                    "[a new folder under /tmp]")
     p.add_argument("--keep-workdir", action="store_true", help="do not delete the scratch folder")
+    p.add_argument("--no-snapshot", dest="snapshot", action="store_false",
+                   help="import the library from the working tree instead of a copy taken at start "
+                   "(the default copy keeps a long run consistent while others edit the code)")
     a = p.parse_args(argv)
     sections = [s.strip() for s in a.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -133,8 +147,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     sized = {k: getattr(a, k) if getattr(a, k) is not None else v[1 if a.quick else 0]
              for k, v in _SIZES.items()}
     return Config(sections=sections, ann_m=a.ann_m, ann_ef_construction=a.ann_ef_construction,
-                  workers=a.workers, http_concurrency=a.http_concurrency, models_dir=a.models_dir.resolve(),
-                  workdir=a.workdir, keep_workdir=a.keep_workdir, quick=a.quick, **sized)
+                  workers=a.workers, http_concurrency=a.http_concurrency,
+                  http_blas_diagnostic=a.http_blas_diagnostic, http_max_seconds=a.http_max_seconds,
+                  models_dir=a.models_dir.resolve(), workdir=a.workdir, keep_workdir=a.keep_workdir,
+                  snapshot=a.snapshot, quick=a.quick, **sized)
 
 
 # ---- small helpers -------------------------------------------------------------------------------
@@ -166,19 +182,27 @@ def ratio(num: float | None, den: float | None, digits: int = 2) -> float | None
     return round(num / den, digits)
 
 
-def time_calls(
-    fn: Callable[[str], Any], items: Sequence[str], warmup: int = 5
-) -> tuple[list[float], list[Any]]:
-    """Time ``fn(item)`` once per item (after ``warmup`` untimed calls); return seconds and results."""
+def time_interleaved(
+    fns: dict[str, Callable[[str], Any]], items: Sequence[str], warmup: int = 5
+) -> dict[str, tuple[list[float], list[Any]]]:
+    """Time every ``fn(item)`` once per item, the functions interleaved (order rotating per item) so
+    that machine noise and drift hit them alike; ``warmup`` untimed items first.
+
+    Returns, per function name, the seconds and the results in item order.
+    """
+    names = list(fns)
     for item in items[:warmup]:
-        fn(item)
-    seconds, results = [], []
-    for item in items:
-        t = time.perf_counter()
-        out = fn(item)
-        seconds.append(time.perf_counter() - t)
-        results.append(out)
-    return seconds, results
+        for name in names:
+            fns[name](item)
+    out: dict[str, tuple[list[float], list[Any]]] = {name: ([], []) for name in names}
+    for i, item in enumerate(items):
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            t = time.perf_counter()
+            result = fns[name](item)
+            out[name][0].append(time.perf_counter() - t)
+            out[name][1].append(result)
+    return out
 
 
 def synthetic(n: int, dim: int = DIM) -> tuple[list[str], np.ndarray]:
@@ -239,6 +263,27 @@ def cached_fraction(paths: Sequence[Path]) -> float | None:
     return round(res / size, 3) if size else None
 
 
+def cpu_snapshot() -> dict[str, float]:
+    """Machine-wide busy and steal CPU seconds (/proc/stat) and this process's own, children included."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    t = os.times()
+    return {"busy": (sum(fields[:8]) - idle - fields[7]) / tick, "steal": fields[7] / tick,
+            "own": t.user + t.system + t.children_user + t.children_system}
+
+
+def interference(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+    """Average cores used by other processes (and stolen by the hypervisor) during ``wall`` seconds.
+
+    Approximate: a child's CPU counts as ours only once it has been waited for.
+    """
+    other = (after["busy"] - before["busy"]) - (after["own"] - before["own"])
+    return {"other_processes_cores": round(max(0.0, other) / wall, 2),
+            "steal_cores": round((after["steal"] - before["steal"]) / wall, 2),
+            "load_average_1min_end": round(os.getloadavg()[0], 2)}
+
+
 def machine_info() -> dict[str, Any]:
     cpu_model = None
     mem_gb = None
@@ -266,6 +311,8 @@ def machine_info() -> dict[str, Any]:
     except Exception:
         pass
     return {
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "thread_env": {k: os.environ.get(k) for k in _SINGLE_THREAD_BLAS},
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": cpu_model,
@@ -281,7 +328,7 @@ def machine_info() -> dict[str, Any]:
 
 # Runs in a fresh interpreter: argv = kind, path, query word, second query word.
 _READY_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 kind, path, q1, q2 = sys.argv[1:5]
 t0 = time.perf_counter()
 if kind == "native_store":
@@ -306,24 +353,27 @@ first = query(q1)
 t3 = time.perf_counter()
 query(q2)
 t4 = time.perf_counter()
+# VmHWM, not ru_maxrss: the latter is inherited from the (large) parent across fork + exec.
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_query_s": t3 - t2, "ready_s": t3 - t1,
-                  "second_query_s": t4 - t3, "top10": first,
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "second_query_s": t4 - t3, "top10": first, "peak_rss_mb": hwm / 1024}))
 """
 
 _READY_KINDS = ("native_store", "gensim_word2vec_binary", "gensim_word2vec_text", "gensim_native_mmap")
+# The text format is bound by parsing, not I/O: a cold-cache run of it would only cost minutes.
+_COLD_KINDS = ("native_store", "gensim_word2vec_binary", "gensim_native_mmap")
 
 
 def _ready_child(kind: str, path: Path, q1: str, q2: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _READY_CHILD, kind, str(path), q1, q2], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run([sys.executable, "-c", _READY_CHILD, kind, str(path), q1, q2], cwd=SRC_ROOT,
+                          env=child_env(), capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} child failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("ready_s", "load_s", "first_query_s", "second_query_s", "import_s", "max_rss_mb")
+    keys = ("ready_s", "load_s", "first_query_s", "second_query_s", "import_s", "peak_rss_mb")
     out: dict[str, Any] = {f"median_{k}": round(median([r[k] for r in runs]), 4) for k in keys}
     out["runs_ready_s"] = [round(r["ready_s"], 4) for r in runs]
     return out
@@ -381,7 +431,7 @@ def bench_ready(cfg: Config, workdir: Path) -> dict[str, Any]:
                 f"(load {run['load_s']:.3f} + first query {run['first_query_s']:.3f})")
     cold: dict[str, list[dict[str, Any]]] = {k: [] for k in _READY_KINDS}
     for rep in range(cfg.cold_repeats):
-        for kind in _READY_KINDS:
+        for kind in _COLD_KINDS:
             evict_from_page_cache(files[kind])
             resident = cached_fraction(files[kind])
             run = _ready_child(kind, paths[kind], q1, q2)
@@ -396,6 +446,8 @@ def bench_ready(cfg: Config, workdir: Path) -> dict[str, Any]:
             if not runs[kind]:
                 continue
             out[kind] = _summarise_runs(runs[kind])
+            if "resident_before" in runs[kind][0]:
+                out[kind]["resident_fraction_before"] = [r["resident_before"] for r in runs[kind]]
             if kind == "gensim_word2vec_text" and n_text < n:
                 out[kind]["measured_words"] = n_text
                 out[kind]["extrapolated_from"] = n_text
@@ -421,11 +473,14 @@ def bench_ready(cfg: Config, workdir: Path) -> dict[str, Any]:
         "page_cache": "warm_cache: files were just written and read by earlier runs (all fit in RAM), so "
                       "reads come from the OS page cache, not disk. cold_cache: the variant's files were "
                       "evicted with posix_fadvise(DONTNEED) right before the run; 'resident_before' is the "
-                      "share still cached (fincore).",
+                      "share still cached (fincore). The text format is not run cold (parse-bound).",
         "resident_fraction_before_warm_runs": cache_before,
         "write_seconds": {k: round(v, 2) for k, v in write_s.items()},
         "disk_mb": {k: size_mb(v) for k, v in files.items()},
-        "top10_agrees_with_native": {k: tops[k] == tops["native_store"] for k in _READY_KINDS},
+        "top10_agrees_with_native": {  # the text file holds fewer words when n_text < n: not comparable
+            k: tops[k] == tops["native_store"] if k != "gensim_word2vec_text" or n_text == n else None
+            for k in _READY_KINDS
+        },
         "warm_cache": warm_block,
         "cold_cache": cold_block,
         "ratio_gensim_over_native_warm": {
@@ -448,13 +503,38 @@ def bench_ready(cfg: Config, workdir: Path) -> dict[str, Any]:
 # ---- 2. neighbour latency ------------------------------------------------------------------------
 
 
-def _real_model_path(cfg: Config) -> Path:
+_REAL_MODEL_CACHE: dict[str, tuple[Path, str]] = {}
+_OPENS_CHILD = "import sys; from pathlib import Path; from nlp_service.vectors import VectorsModel; " \
+               "VectorsModel.load(Path(sys.argv[1]))"
+
+
+def _real_model_path(cfg: Config, workdir: Path) -> tuple[Path, str]:
+    """The shipped Spanish model, and where it came from.
+
+    Uses ``<models-dir>/w2v-es``, built with ``nlp-service defaults`` if missing. If it exists but the
+    library as it is now cannot open it (checked in a fresh interpreter, as the server would open it),
+    a fresh copy is built in the scratch folder instead, leaving the shared models folder alone.
+    """
+    if "path" in _REAL_MODEL_CACHE:
+        return _REAL_MODEL_CACHE["path"]
     path = cfg.models_dir / REAL_MODEL
+    models_dir, note = cfg.models_dir, f"{path}"
     if not (path / "manifest.json").is_file():
-        log(f"{path} missing: building it with `nlp-service defaults` (about a minute)")
-        cmd = [*_cli(), "defaults", "--models-dir", str(cfg.models_dir), "--only", REAL_MODEL]
-        subprocess.run(cmd, cwd=REPO_ROOT, check=True, stdout=sys.stderr)
-    return path
+        note = f"{path} was missing: built with `nlp-service defaults`"
+    else:
+        check = subprocess.run([sys.executable, "-c", _OPENS_CHILD, str(path)], cwd=SRC_ROOT, env=child_env(),
+                               capture_output=True, text=True, timeout=600)
+        if check.returncode != 0:
+            error = (check.stderr.strip().splitlines() or ["?"])[-1]
+            models_dir = workdir / "models"
+            note = f"{path} cannot be opened by the current library ({error}); rebuilt in the scratch folder"
+    if not (models_dir / REAL_MODEL / "manifest.json").is_file():
+        log(f"building {REAL_MODEL} with `nlp-service defaults --models-dir {models_dir}` (about a minute)")
+        cmd = [*_cli(), "defaults", "--models-dir", str(models_dir), "--only", REAL_MODEL]
+        subprocess.run(cmd, cwd=SRC_ROOT, env=child_env(), check=True, stdout=sys.stderr)
+    log(f"real model: {note}")
+    _REAL_MODEL_CACHE["path"] = (models_dir / REAL_MODEL, note)
+    return _REAL_MODEL_CACHE["path"]
 
 
 def _cli() -> list[str]:
@@ -472,62 +552,66 @@ def _latency_synthetic(cfg: Config, workdir: Path) -> dict[str, Any]:
     folder = workdir / "latency_store"
     VectorStore.from_vectors(words, matrix).save(folder)
     store = VectorStore.load(folder)  # memory-mapped, as the service opens it
+    in_memory = VectorStore.load(folder, mmap=False)
     kv = keyed_vectors(words, matrix)
     del matrix
     rng = np.random.default_rng(1)
     queries = [words[i] for i in rng.choice(n, size=min(cfg.latency_queries, n), replace=False)]
     kv.most_similar(queries[0], topn=10)  # gensim computes its norms on the first query: not timed
-
-    def exact(w: str) -> list[str]:
-        return [x.word for x in store.most_similar([w], topn=10)]
-
-    def approx(w: str) -> list[str]:
-        return [x.word for x in store.most_similar([w], topn=10, approximate=True)]
-
-    def gensim(w: str) -> list[str]:
-        return [x for x, _ in kv.most_similar(w, topn=10)]
-
-    t_exact, r_exact = time_calls(exact, queries)
-    t_gensim, r_gensim = time_calls(gensim, queries)
-    log(f"neighbour_latency: exact median {median(t_exact) * 1e3:.2f} ms, "
-        f"gensim {median(t_gensim) * 1e3:.2f} ms; "
-        f"building HNSW (M={cfg.ann_m}, ef_construction={cfg.ann_ef_construction})")
+    log(f"neighbour_latency: building HNSW (M={cfg.ann_m}, ef_construction={cfg.ann_ef_construction})")
     t = time.perf_counter()
     ann_info = store.build_ann(m=cfg.ann_m, ef_construction=cfg.ann_ef_construction, progress=False)
     build_total = time.perf_counter() - t
-    t_approx, r_approx = time_calls(approx, queries)
-    log(f"neighbour_latency: HNSW built in {ann_info['build_seconds']:.1f}s, approx median "
-        f"{median(t_approx) * 1e3:.3f} ms")
-    s_exact, s_approx, s_gensim = latency_stats(t_exact), latency_stats(t_approx), latency_stats(t_gensim)
+    log(f"neighbour_latency: HNSW built in {ann_info['build_seconds']:.1f}s; timing {len(queries)} queries")
+
+    timed = time_interleaved({
+        "exact": lambda w: [x.word for x in store.most_similar([w], topn=10)],
+        "exact_in_memory": lambda w: [x.word for x in in_memory.most_similar([w], topn=10)],
+        "approximate": lambda w: [x.word for x in store.most_similar([w], topn=10, approximate=True)],
+        "gensim": lambda w: [x for x, _ in kv.most_similar(w, topn=10)],
+    }, queries)
+    stats = {name: latency_stats(seconds) for name, (seconds, _) in timed.items()}
+    log("neighbour_latency: medians " + ", ".join(f"{k} {v['median_ms']:.3f} ms" for k, v in stats.items()))
+    results = {name: res for name, (_, res) in timed.items()}
+    gensim_ms = stats["gensim"]["median_ms"]
     return {
         "words": n,
         "dim": DIM,
         "queries": len(queries),
-        "store": "VectorStore.load(mmap=True) of a saved store (pages cached after warm-up)",
-        "exact": s_exact,
-        "approximate": s_approx,
-        "gensim": s_gensim,
-        "ratio_gensim_over_exact_median": ratio(s_gensim["median_ms"], s_exact["median_ms"]),
-        "ratio_gensim_over_approximate_median": ratio(s_gensim["median_ms"], s_approx["median_ms"], 1),
-        "exact_top10_agrees_with_gensim": mean_overlap(r_exact, r_gensim),
+        "timing": "one call per query word, the four paths interleaved; gensim's norms computed before",
+        "exact": {"what": "VectorStore.load(folder) (memory-mapped, as served), most_similar([w], topn=10)",
+                  **stats["exact"]},
+        "exact_in_memory": {"what": "VectorStore.load(folder, mmap=False), same call",
+                            **stats["exact_in_memory"]},
+        "approximate": {"what": "same store after build_ann, most_similar(..., approximate=True), ef=128",
+                        **stats["approximate"]},
+        "gensim": {"what": "KeyedVectors.most_similar(w, topn=10)", **stats["gensim"]},
+        "ratio_gensim_over_exact_median": ratio(gensim_ms, stats["exact"]["median_ms"]),
+        "ratio_gensim_over_exact_in_memory_median": ratio(gensim_ms, stats["exact_in_memory"]["median_ms"]),
+        "ratio_gensim_over_approximate_median": ratio(gensim_ms, stats["approximate"]["median_ms"], 1),
+        "exact_top10_agrees_with_gensim": mean_overlap(results["exact"], results["gensim"]),
         "ann_build": {"hnsw_build_seconds": ann_info["build_seconds"],
-                      "build_ann_total_seconds": round(build_total, 2),
+                      "build_ann_total_seconds_incl_recall_check": round(build_total, 2),
                       "M": cfg.ann_m, "ef_construction": cfg.ann_ef_construction, "ef_search": 128},
         "recall_at_10_random_vectors": {
             "note": "i.i.d. Gaussian vectors have no neighbourhood structure; HNSW recall on them is "
                     "meaningless for real use and only shown for completeness",
-            "timed_queries": mean_overlap(r_approx, r_exact),
+            "timed_queries": mean_overlap(results["approximate"], results["exact"]),
             "build_ann_estimate": ann_info.get("recall_at_10"),
         },
     }
 
 
-def _latency_real(cfg: Config) -> dict[str, Any]:
+_EF_SWEEP = (16, 32, 64, 128, 256)
+
+
+def _latency_real(cfg: Config, workdir: Path) -> dict[str, Any]:
     """Recall@10 of the HNSW path against exact search, and latencies, on the shipped Spanish model."""
     from nlp_service.vectors import VectorsModel
 
-    path = _real_model_path(cfg)
-    store = VectorsModel.load(path).store
+    path, source = _real_model_path(cfg, workdir)
+    model = VectorsModel.load(path)
+    store = model.store
     store.load_ann()
     words = store.words
     rng = np.random.default_rng(2)
@@ -536,34 +620,36 @@ def _latency_real(cfg: Config) -> dict[str, Any]:
     kv.most_similar(sample[0], topn=10)
     log(f"neighbour_latency: real vectors {path.name}: {len(store):,} x {store.dim}, {len(sample)} queries")
 
-    def exact(w: str) -> list[str]:
-        return [x.word for x in store.most_similar([w], topn=10)]
+    def approx(ef: int) -> Callable[[str], list[str]]:
+        return lambda w: [x.word for x in store.most_similar([w], topn=10, approximate=True, ef=ef)]
 
-    def gensim(w: str) -> list[str]:
-        return [x for x, _ in kv.most_similar(w, topn=10)]
-
-    t_exact, r_exact = time_calls(exact, sample)
-    t_gensim, _ = time_calls(gensim, sample)
-    by_ef: dict[str, Any] = {}
-    for ef in (16, 32, 64, 128, 256):
-        def approx(w: str, ef: int = ef) -> list[str]:
-            return [x.word for x in store.most_similar([w], topn=10, approximate=True, ef=ef)]
-
-        t_approx, r_approx = time_calls(approx, sample)
-        by_ef[str(ef)] = {"recall_at_10": mean_overlap(r_approx, r_exact), **latency_stats(t_approx)}
+    fns: dict[str, Callable[[str], Any]] = {
+        "exact": lambda w: [x.word for x in store.most_similar([w], topn=10)],
+        "gensim": lambda w: [x for x, _ in kv.most_similar(w, topn=10)],
+        **{f"ef{ef}": approx(ef) for ef in _EF_SWEEP},
+    }
+    timed = time_interleaved(fns, sample)
+    exact_results = timed["exact"][1]
+    by_ef = {str(ef): {"recall_at_10": mean_overlap(timed[f"ef{ef}"][1], exact_results),
+                       **latency_stats(timed[f"ef{ef}"][0])} for ef in _EF_SWEEP}
     default = by_ef["128"]
-    s_exact, s_gensim = latency_stats(t_exact), latency_stats(t_gensim)
+    s_exact, s_gensim = latency_stats(timed["exact"][0]), latency_stats(timed["gensim"][0])
     return {
         "model": path.name,
+        "model_source": source,
+        "model_params": model.manifest.params,
         "words": len(store),
         "dim": store.dim,
         "queries": len(sample),
+        "recall": "recall@10 = share of the exact top-10 (input word excluded) found by the approximate "
+                  "top-10, averaged over the query words (vocabulary words)",
         "ann_params": store._ann_params,
         "exact": s_exact,
         "gensim": s_gensim,
         "approximate_ef128": default,
         "recall_at_10_ef128": default["recall_at_10"],
         "approximate_by_ef": by_ef,
+        "exact_top10_agrees_with_gensim": mean_overlap(exact_results, timed["gensim"][1]),
         "ratio_gensim_over_exact_median": ratio(s_gensim["median_ms"], s_exact["median_ms"]),
         "ratio_gensim_over_approximate_median": ratio(s_gensim["median_ms"], default["median_ms"], 1),
     }
@@ -572,7 +658,7 @@ def _latency_real(cfg: Config) -> dict[str, Any]:
 def bench_latency(cfg: Config, workdir: Path) -> dict[str, Any]:
     synth = _latency_synthetic(cfg, workdir)
     gc.collect()
-    real = _latency_real(cfg)
+    real = _latency_real(cfg, workdir)
     speedup = synth["ratio_gensim_over_approximate_median"]
     recall = real["recall_at_10_ef128"]
     return {
@@ -704,6 +790,8 @@ def bench_word2vec(cfg: Config, workdir: Path) -> dict[str, Any]:
 
 # ---- 4. HTTP ---------------------------------------------------------------------------------
 
+_SINGLE_THREAD_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -711,62 +799,123 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _load_test(base_url: str, path: str, payloads: list[dict[str, Any]], concurrency: int,
-                     warmup: int) -> dict[str, Any]:
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class _Recorder:
+    """Latencies, status codes and transport errors of the timed requests."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.failures: Counter[str] = Counter()
+
+
+async def _httpx_worker(client: Any, path: str, items: Iterator[dict[str, Any]], rec: _Recorder | None,
+                        deadline: float) -> None:
+    import httpx
+
+    for payload in items:  # one shared iterator: each task takes the next payload
+        if time.perf_counter() > deadline:
+            return
+        t = time.perf_counter()
+        try:
+            resp = await client.post(path, json=payload)
+        except httpx.HTTPError as exc:
+            if rec is not None:
+                rec.failures[type(exc).__name__] += 1
+            continue
+        if rec is not None:
+            rec.latencies.append(time.perf_counter() - t)
+            rec.statuses[resp.status_code] += 1
+
+
+async def _light_worker(port: int, path: str, items: Iterator[dict[str, Any]], rec: _Recorder | None,
+                        deadline: float) -> None:
+    """A minimal HTTP/1.1 keep-alive client (one connection): a fraction of httpx's CPU per request."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for payload in items:
+            if time.perf_counter() > deadline:
+                return
+            body = json.dumps(payload).encode()
+            head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            t = time.perf_counter()
+            writer.write(head + body)
+            await writer.drain()
+            raw = await reader.readuntil(b"\r\n\r\n")
+            lines = raw.split(b"\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in lines
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            if rec is not None:
+                rec.latencies.append(time.perf_counter() - t)
+                rec.statuses[int(lines[0].split()[1])] += 1
+    finally:
+        writer.close()
+
+
+async def _load_test(port: int, path: str, payloads: list[dict[str, Any]], *, client_kind: str,
+                     concurrency: int, warmup: int, server_pid: int, max_seconds: float) -> dict[str, Any]:
+    """``concurrency`` tasks share the payloads; the first ``warmup`` are sent untimed."""
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0) as client:
-        latencies: list[float] = []
-        statuses: Counter[int] = Counter()
-        failures: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120.0) as client:
 
-        async def worker(items: Iterator[dict[str, Any]], record: bool) -> None:
-            for payload in items:  # one shared iterator: each task takes the next payload
-                t = time.perf_counter()
-                try:
-                    resp = await client.post(path, json=payload)
-                except httpx.HTTPError as exc:
-                    failures[type(exc).__name__] += int(record)
-                    continue
-                if record:
-                    latencies.append(time.perf_counter() - t)
-                    statuses[resp.status_code] += 1
+        async def run(items: Iterator[dict[str, Any]], rec: _Recorder | None, deadline: float) -> None:
+            if client_kind == "httpx":
+                tasks = [_httpx_worker(client, path, items, rec, deadline) for _ in range(concurrency)]
+            else:
+                tasks = [_light_worker(port, path, items, rec, deadline) for _ in range(concurrency)]
+            await asyncio.gather(*tasks)
 
-        warm_items = iter(payloads[:warmup])
-        await asyncio.gather(*(worker(warm_items, False) for _ in range(concurrency)))
-        items = iter(payloads[warmup:])
+        await run(iter(payloads[:warmup]), None, time.perf_counter() + max_seconds)
+        rec = _Recorder()
+        server_cpu, client_cpu = _process_cpu_s(server_pid), _own_cpu_s()
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(items, True) for _ in range(concurrency)))
+        await run(iter(payloads[warmup:]), rec, t0 + max_seconds)
         wall = time.perf_counter() - t0
-    done = len(latencies)
+        server_cpu, client_cpu = _process_cpu_s(server_pid) - server_cpu, _own_cpu_s() - client_cpu
+    done = len(rec.latencies)
     return {
         "requests": done,
+        "stopped_at_time_cap": done + sum(rec.failures.values()) < len(payloads) - warmup,
         "concurrency": concurrency,
         "wall_s": round(wall, 3),
         "requests_per_s": round(done / wall, 1) if wall > 0 else None,
-        "latency": latency_stats(latencies) if latencies else None,
-        "status_codes": {str(k): v for k, v in sorted(statuses.items())},
-        "client_errors": dict(failures),
+        "latency": latency_stats(rec.latencies) if done else None,
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / done, 2) if done else None,
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / done, 2) if done else None,
+        "status_codes": {str(k): v for k, v in sorted(rec.statuses.items())},
+        "client_errors": dict(rec.failures),
     }
 
 
-def bench_http(cfg: Config, workdir: Path) -> dict[str, Any]:
+def _serve_and_load(cfg: Config, model_path: Path, words: list[str], workdir: Path,
+                    extra_env: dict[str, str], label: str) -> dict[str, Any]:
+    """Start a real server, wait for /ready, load-test each endpoint, stop the server."""
     import httpx
 
-    from nlp_service.vectors import VectorsModel
-
-    path = _real_model_path(cfg)
-    words = VectorsModel.load(path).store.words[:5000]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    server_log = workdir / "server.log"
-    cmd = [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(port), "--models-dir", str(path.parent),
-           "--model", REAL_MODEL]
-    log(f"http: starting {' '.join(cmd[-8:])}")
+    server_log = workdir / f"server-{label}.log"
+    cmd = [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(port), "--models-dir",
+           str(model_path.parent), "--model", REAL_MODEL]
+    log(f"http [{label}]: starting server on 127.0.0.1:{port} {extra_env or ''}")
     with open(server_log, "wb") as out:
         t_start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=SRC_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env=child_env(extra_env))
     try:
         ready_s = None
         deadline = time.perf_counter() + 180
@@ -777,27 +926,44 @@ def bench_http(cfg: Config, workdir: Path) -> dict[str, Any]:
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.05)
         if ready_s is None:
             tail = server_log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"server not ready (exit code {proc.poll()}); log tail:\n{tail}")
-        log(f"http: server ready after {ready_s:.2f}s on port {port}")
+        ready_body = httpx.get(f"{base}/ready", timeout=10.0).json()
+        if REAL_MODEL not in ready_body.get("models", []):  # /ready says 200 even when a model failed
+            raise RuntimeError(f"server is ready but {REAL_MODEL} is not loaded: /ready says {ready_body}")
+        log(f"http [{label}]: ready after {ready_s:.2f}s")
         rng = np.random.default_rng(3)
-        total = cfg.http_requests + (warmup := min(200, cfg.http_requests))
-        idx = rng.integers(0, len(words), size=(total, 2))
+        warmup = min(200, cfg.http_requests)
+        idx = rng.integers(0, len(words), size=(cfg.http_requests + warmup, 2))
         endpoints: dict[str, tuple[str, list[dict[str, Any]]]] = {
             "similarity": ("/v1/similarity", [{"word1": words[a], "word2": words[b]} for a, b in idx]),
             "neighbors": ("/v1/neighbors", [{"word": words[a], "topn": 10} for a, _ in idx]),
             "neighbors_approximate": ("/v1/neighbors", [{"word": words[a], "topn": 10, "approximate": True}
                                                         for a, _ in idx]),
         }
-        results: dict[str, Any] = {}
-        for name, (route, payloads) in endpoints.items():
-            results[name] = {"route": route, **asyncio.run(
-                _load_test(base, route, payloads, cfg.http_concurrency, warmup))}
-            lat = results[name]["latency"] or {}
-            log(f"http {name}: {results[name]['requests_per_s']} req/s, p50 {lat.get('median_ms')} ms, "
-                f"p99 {lat.get('p99_ms')} ms, statuses {results[name]['status_codes']}")
+        out: dict[str, Any] = {"server_env": extra_env or "inherited (no thread limits)",
+                               "startup_to_ready_s": round(ready_s, 2),
+                               "warmup_requests_per_endpoint": warmup}
+        for client_kind in ("httpx", "light"):
+            per_client: dict[str, Any] = {}
+            for name, (route, payloads) in endpoints.items():
+                res = asyncio.run(_load_test(port, route, payloads, client_kind=client_kind,
+                                             concurrency=cfg.http_concurrency, warmup=warmup,
+                                             server_pid=proc.pid, max_seconds=cfg.http_max_seconds))
+                per_client[name] = {"route": route, **res}
+                lat = res["latency"] or {}
+                log(f"http [{label}, {client_kind}] {name}: {res['requests']} requests, "
+                    f"{res['requests_per_s']} req/s, p50 {lat.get('median_ms')} ms, "
+                    f"p99 {lat.get('p99_ms')} ms, "
+                    f"server cpu {res['server_cpu_ms_per_request']} ms/req, "
+                    f"client cpu {res['client_cpu_ms_per_request']} ms/req, statuses {res['status_codes']}")
+            out[f"{client_kind}_client"] = per_client
+            bad = {k: v["status_codes"] for k, v in per_client.items() if set(v["status_codes"]) - {"200"}}
+            if bad:
+                log(f"http [{label}, {client_kind}]: WARNING non-200 answers {bad}")
+        return out
     finally:
         proc.terminate()
         try:
@@ -805,16 +971,36 @@ def bench_http(cfg: Config, workdir: Path) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return {
-        "server": f"nlp-service serve (uvicorn, 1 process, default settings incl. access log), "
-                  f"model {REAL_MODEL}",
-        "client": f"httpx.AsyncClient, {cfg.http_concurrency} concurrent tasks, keep-alive, in this process; "
-                  f"client and server share the same {os.cpu_count()} cores",
+
+
+def bench_http(cfg: Config, workdir: Path) -> dict[str, Any]:
+    from nlp_service.vectors import VectorsModel
+
+    path, source = _real_model_path(cfg, workdir)
+    words = list(VectorsModel.load(path).store.words[:5000])
+    result: dict[str, Any] = {
+        "server": f"nlp-service serve --model {REAL_MODEL} (uvicorn, 1 process, default settings incl. "
+                  "access log at info)",
+        "clients": {
+            "httpx_client": f"httpx.AsyncClient, {cfg.http_concurrency} concurrent tasks, keep-alive (the "
+                            "reference client)",
+            "light_client": f"{cfg.http_concurrency} asyncio connections speaking minimal HTTP/1.1 "
+                            "keep-alive: much less client CPU, so closer to the server's own capacity",
+            "note": f"both run in the benchmark process on the same {os.cpu_count()} cores as the server: "
+                    "client_cpu_ms_per_request is CPU the server could not use. Each endpoint run stops "
+                    f"after {cfg.http_max_seconds:g}s (stopped_at_time_cap).",
+        },
         "words": f"{REAL_MODEL} store.words[:5000], random draws",
-        "warmup_requests_per_endpoint": warmup,
-        "startup_to_ready_s": round(ready_s, 2),
-        **results,
+        "model_source": source,
+        "default": _serve_and_load(cfg, path, words, workdir, {}, "default"),
     }
+    if cfg.http_blas_diagnostic:
+        result["diagnostic_single_thread_blas"] = {
+            "why": "same server with BLAS limited to one thread per call: routes run in a thread pool, and "
+                   "concurrent multi-threaded BLAS calls oversubscribe the cores",
+            **_serve_and_load(cfg, path, words, workdir, _SINGLE_THREAD_BLAS, "blas1"),
+        }
+    return result
 
 
 # ---- main ------------------------------------------------------------------------------------------
@@ -827,19 +1013,58 @@ _RUNNERS: dict[str, Callable[[Config, Path], dict[str, Any]]] = {
 }
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of every subprocess: imports the same library copy as this process."""
+    env = {**os.environ, **(extra or {})}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def snapshot_library(scratch: Path) -> dict[str, Any]:
+    """Copy the library packages into the scratch folder and import them from there.
+
+    The working tree may be edited while a run of many minutes goes on; with a snapshot every section,
+    subprocess and server of the run uses the same code. Returns what was measured.
+    """
+    global SRC_ROOT
+    dest = scratch / "src"
+    digest = hashlib.sha256()
+    for pkg in _LIBRARY_PACKAGES:
+        shutil.copytree(REPO_ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for f in sorted((dest / pkg).rglob("*.py")):
+            digest.update(str(f.relative_to(dest)).encode() + b"\0" + f.read_bytes())
+    SRC_ROOT = dest
+    return {"snapshot": str(dest), "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sha256_of_py_files": digest.hexdigest()[:16], **_git_state()}
+
+
+def _git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = git("status", "--porcelain", "--", *_LIBRARY_PACKAGES).splitlines()
+    return {"git_head": git("rev-parse", "--short", "HEAD") or None,
+            "uncommitted_library_files": len(changed)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     os.chdir(REPO_ROOT)
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))  # pipelines/ when not installed
     if cfg.workdir is not None:
         cfg.workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="nlp-bench-vectors-", dir=cfg.workdir or "/tmp"))
+    library = snapshot_library(scratch) if cfg.snapshot else {"snapshot": None, **_git_state()}
+    sys.path.insert(0, str(SRC_ROOT))  # before any import of the library
     started = datetime.now(UTC)
     doc: dict[str, Any] = {
         "benchmark": "benchmarks/vectors.py",
         "started_at": started.isoformat(timespec="seconds"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "library": library,
         "machine": machine_info(),
     }
     failed = False
@@ -849,6 +1074,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name not in cfg.sections:
                 continue
             t = time.perf_counter()
+            cpu_before = cpu_snapshot()
             log(f"== {name}")
             try:
                 result = _RUNNERS[name](cfg, scratch)
@@ -857,6 +1083,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc(file=sys.stderr)
                 result = {"error": f"{type(exc).__name__}: {exc}"}
             result["section_seconds"] = round(time.perf_counter() - t, 1)
+            result["interference"] = interference(cpu_before, cpu_snapshot(), time.perf_counter() - t)
             doc[name] = result
             gc.collect()
             log(f"== {name} done in {result['section_seconds']}s")

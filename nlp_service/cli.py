@@ -149,6 +149,126 @@ def train_word2vec(
     typer.echo(json.dumps({"model": str(path), "metrics": metrics}, indent=2))
 
 
+class Features(StrEnum):
+    binary = "binary"
+    count = "count"
+    tfidf = "tfidf"
+
+
+class Analyzer(StrEnum):
+    word = "word"
+    char = "char"
+
+
+class LinearModel(StrEnum):
+    logreg = "logreg"
+    linearsvc = "linearsvc"
+    nb = "nb"
+
+
+class Cell(StrEnum):
+    rnn = "rnn"
+    lstm = "lstm"
+    gru = "gru"
+
+
+DataFiles = Annotated[list[Path], typer.Argument(help="Labeled CSV, TSV or JSONL files (.gz/.bz2 ok).")]
+TextColumn = Annotated[str, typer.Option(help="Column (or JSONL field) holding the text.")]
+LabelColumn = Annotated[str, typer.Option(help="Column (or JSONL field) holding the label.")]
+Fraction = Annotated[float, typer.Option(min=0.0, max=0.9)]
+Task = Annotated[str, typer.Option(help="What the labels are: 'sentiment' or any name; shown in /v1/models.")]
+
+
+@train_app.command("bow")
+def train_bow_cmd(
+    data: DataFiles,
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    features: Annotated[Features, typer.Option(help="binary, count or tfidf.")] = Features.tfidf,
+    analyzer: Annotated[Analyzer, typer.Option(help="word or char n-grams.")] = Analyzer.word,
+    ngram_min: Annotated[int, typer.Option(help="Smallest n-gram.")] = 1,
+    ngram_max: Annotated[int, typer.Option(help="Largest n-gram (word 1-2 / 1-3; char e.g. 2-5).")] = 2,
+    classifier: Annotated[LinearModel, typer.Option(help="logreg, linearsvc or nb.")] = LinearModel.logreg,
+    min_df: Annotated[int, typer.Option(help="Drop n-grams seen in fewer documents.")] = 1,
+    c: Annotated[float, typer.Option("--c", help="Inverse regularisation (logreg, linearsvc).")] = 1.0,
+    validation: Fraction = 0.1,
+    test: Fraction = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 13,
+    cv: Annotated[int | None, typer.Option(help="Also report k-fold cross-validation on train+validation.")] = None,
+    task: Task = "classification",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Train an n-gram baseline (bag of words, counts or TF-IDF + a linear model) on labeled texts."""
+    from pipelines.classify import train_bow
+
+    from .classify import BowParams
+
+    params = BowParams(features=features.value, analyzer=analyzer.value, ngram_min=ngram_min,  # type: ignore[arg-type]
+                       ngram_max=ngram_max, classifier=classifier.value, min_df=min_df, C=c)  # type: ignore[arg-type]
+    settings = _settings(models_dir)
+    with _user_errors():
+        path, metrics = train_bow(data, settings.models_dir, name, params=params, text_column=text_column,
+                                  label_column=label_column, validation=validation, test=test, seed=seed, cv=cv,
+                                  task=task, overwrite=overwrite)
+    typer.echo(json.dumps({"model": str(path), "test": metrics["test"], "cross_validation":
+                           metrics.get("cross_validation")}, indent=2))
+
+
+@train_app.command("rnn")
+def train_rnn_cmd(
+    data: DataFiles,
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    cell: Annotated[Cell, typer.Option(help="rnn (Elman), lstm or gru.")] = Cell.lstm,
+    layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
+    bidirectional: Annotated[bool, typer.Option(help="Read texts in both directions.")] = True,
+    hidden_size: Annotated[int, typer.Option(help="Units per direction.")] = 128,
+    embedding_dim: Annotated[int, typer.Option(help="Embedding size (ignored with --vectors).")] = 128,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the output.")]
+    = 0.5,
+    vectors: Annotated[Path | None, typer.Option(
+        help="Initial embeddings: a vectors model folder or a word2vec/fastText file.")] = None,
+    freeze_embeddings: Annotated[bool, typer.Option(help="Keep the initial embeddings fixed.")] = False,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 10,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better val macro-F1.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+    clip_norm: Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")] = 1.0,
+    max_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batches.")] = 13,
+    split_seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 13,
+    validation: Fraction = 0.1,
+    test: Fraction = 0.1,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    task: Task = "classification",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Train a recurrent classifier (RNN/LSTM/GRU). Interrupted? Run the same command again: it resumes."""
+    from pipelines.classify import train_recurrent
+
+    from .classify.rnn import RNNParams
+
+    settings = _settings(models_dir)
+    with _user_errors():
+        params = RNNParams(cell=cell.value, layers=layers, bidirectional=bidirectional,  # type: ignore[arg-type]
+                           hidden_size=hidden_size, embedding_dim=embedding_dim, dropout=dropout,
+                           freeze_embeddings=freeze_embeddings, epochs=epochs, patience=patience,
+                           batch_size=batch_size, learning_rate=learning_rate, clip_norm=clip_norm,
+                           max_length=max_length, seed=seed)
+        path, metrics = train_recurrent(
+            data, settings.models_dir, name, params=params, text_column=text_column, label_column=label_column,
+            validation=validation, test=test, split_seed=split_seed, vectors=vectors,
+            checkpoint_dir=settings.cache_dir / "checkpoints", device=device or settings.device, task=task,
+            overwrite=overwrite,
+        )
+    typer.echo(json.dumps({"model": str(path), "test": metrics["test"], "best_epoch": metrics["best_epoch"],
+                           "resumed_from_epoch": metrics["resumed_from_epoch"]}, indent=2))
+
+
 class CcFormat(StrEnum):
     bin = "bin"
     vec = "vec"
@@ -228,6 +348,8 @@ def _summary(metrics: dict[str, Any]) -> str:
         parts.append(f"analogy_acc={metrics['analogy']['accuracy']}")
     if "similarity" in metrics:
         parts.append(f"spearman={metrics['similarity']['spearman']}")
+    if "test" in metrics:
+        parts.append(f"test_acc={metrics['test']['accuracy']} macro_f1={metrics['test']['macro_f1']}")
     if "ann" in metrics:
         parts.append(f"ann_recall@10={metrics['ann'].get('recall_at_10')}")
     return " ".join(parts)

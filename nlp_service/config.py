@@ -35,7 +35,15 @@ class Settings(BaseSettings):
     default_vectors_model: str | None = Field(
         None, description="Vectors model used when a request names none; default: 'w2v-es' or the first loaded."
     )
+    default_sentiment_model: str = Field(
+        "sentiment-es", description="Model of /v1/sentiment when a request names none."
+    )
+    default_classifier_model: str | None = Field(
+        None, description="Model of /v1/classify when a request names none; default: 'bow-es' or the first loaded."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where tensor models run.")
+    batch_max_size: int = Field(64, description="Micro-batching: most texts in one forward pass.")
+    batch_max_wait_ms: float = Field(5.0, description="Micro-batching: longest wait for a batch to fill (ms).")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

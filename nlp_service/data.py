@@ -14,12 +14,14 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 DATASETS_DIR = Path(__file__).parent / "datasets"
 SPANISH_CORPUS = tuple(sorted((DATASETS_DIR / "corpus_es").glob("*.txt.gz")))
+SENTIMENT_EN = DATASETS_DIR / "sentiment" / "movie_reviews_en.tsv.gz"
+SENTIMENT_ES = DATASETS_DIR / "sentiment" / "movie_reviews_es_mt.tsv.gz"
 
 # csv rows may hold long paragraphs.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -59,30 +61,43 @@ def record_format(path: str | Path) -> str:
 def iter_texts(path: str | Path, column: str | None = None) -> Iterator[str]:
     """Yield the texts of one file: lines, a JSONL field, or a CSV/TSV column chosen by name.
 
-    ``column`` is required for JSONL/CSV/TSV unless the records have a ``text`` field.
-    Empty texts are skipped.
+    ``column`` defaults to ``text`` for JSONL/CSV/TSV. Empty texts are skipped.
     """
-    fmt = record_format(path)
+    if record_format(path) != "text":
+        for (text,) in iter_records(path, [column or "text"]):
+            yield text
+        return
     try:
         with open_text(path) as fh:
-            if fmt == "text":
-                yield from _iter_lines(fh)
-            elif fmt == "jsonl":
-                yield from _iter_jsonl(fh, column or "text", path)
-            else:
-                yield from _iter_delimited(fh, "\t" if fmt == "tsv" else ",", column or "text", path)
+            for line in fh:
+                text = line.strip()
+                if text:
+                    yield text
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
 
 
-def _iter_lines(fh: IO[str]) -> Iterator[str]:
-    for line in fh:
-        text = line.strip()
-        if text:
-            yield text
+def iter_records(path: str | Path, columns: Sequence[str]) -> Iterator[tuple[str, ...]]:
+    """Yield the named fields of each record of a JSONL, CSV or TSV file, stripped.
+
+    Records where any of the fields is empty are skipped; a missing column is an error that
+    lists the columns the file has.
+    """
+    fmt = record_format(path)
+    if fmt == "text":
+        raise DataError(f"{path}: expected a CSV, TSV or JSONL file with columns {list(columns)}")
+    try:
+        with open_text(path) as fh:
+            rows = _jsonl_rows(fh, columns, path) if fmt == "jsonl" else _delimited_rows(fh, fmt, columns, path)
+            for row in rows:
+                values = tuple(v.strip() for v in row)
+                if all(values):
+                    yield values
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
 
 
-def _iter_jsonl(fh: IO[str], field: str, path: str | Path) -> Iterator[str]:
+def _jsonl_rows(fh: IO[str], columns: Sequence[str], path: str | Path) -> Iterator[list[str]]:
     for lineno, line in enumerate(fh, 1):
         if not line.strip():
             continue
@@ -90,29 +105,34 @@ def _iter_jsonl(fh: IO[str], field: str, path: str | Path) -> Iterator[str]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
-        if not isinstance(record, dict) or field not in record:
-            raise DataError(f"{path}:{lineno}: record has no field {field!r}")
-        value = record[field]
-        if isinstance(value, str) and value.strip():
-            yield value.strip()
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{lineno}: a record must be a JSON object")
+        for col in columns:
+            if col not in record:
+                raise DataError(f"{path}:{lineno}: record has no field {col!r}")
+        yield ["" if record[c] is None else str(record[c]) for c in columns]
 
 
-def _iter_delimited(fh: IO[str], delimiter: str, column: str, path: str | Path) -> Iterator[str]:
-    reader = csv.reader(fh, delimiter=delimiter)
+def _delimited_rows(fh: IO[str], fmt: str, columns: Sequence[str], path: str | Path) -> Iterator[list[str]]:
+    reader = csv.reader(fh, delimiter="\t" if fmt == "tsv" else ",")
     header = next(reader, None)
     if header is None:
         return
-    if column not in header:
-        raise DataError(f"{path}: no column {column!r}; columns are {header}")
-    idx = header.index(column)
+    for col in columns:
+        if col not in header:
+            raise DataError(f"{path}: no column {col!r}; columns are {header}")
+    idx = [header.index(c) for c in columns]
     for lineno, row in enumerate(reader, 2):
         if not row:
             continue
-        if idx >= len(row):
-            raise DataError(f"{path}:{lineno}: row has {len(row)} fields, column {column!r} is field {idx + 1}")
-        text = row[idx].strip()
-        if text:
-            yield text
+        if max(idx) >= len(row):
+            raise DataError(f"{path}:{lineno}: row has {len(row)} fields, the header has {len(header)}")
+        yield [row[i] for i in idx]
+
+
+def iter_labeled(path: str | Path, text_column: str = "text", label_column: str = "label") -> Iterator[tuple[str, str]]:
+    """Yield ``(text, label)`` pairs from a CSV, TSV or JSONL file (columns chosen by name)."""
+    yield from iter_records(path, [text_column, label_column])  # type: ignore[misc]
 
 
 def iter_corpus(paths: Iterable[str | Path], column: str | None = None) -> Iterator[str]:
@@ -181,3 +201,4 @@ def wrap_binary(path: Path) -> IO[bytes]:
     if name.endswith(".bz2"):
         return bz2.open(path, "rb")
     return io.BufferedReader(open(path, "rb"), buffer_size=1 << 20)
+

@@ -23,16 +23,18 @@ class LoadedModel(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-Loader = Callable[[Path, Manifest], LoadedModel]
+# loader(folder, manifest, settings): settings may be None outside the service.
+Loader = Callable[[Path, Manifest, Any], LoadedModel]
 
 _BUILTIN: dict[str, str] = {
     "vectors": "nlp_service.vectors:VectorsModel.load",
+    "classifier": "nlp_service.classify:ClassifierModel.load",
 }
 _LOADERS: dict[str, Loader] = {}
 
 
 def register_kind(kind: str, loader: Loader) -> None:
-    """Make ``loader(folder, manifest)`` the way to open models whose manifest says ``kind``."""
+    """Make ``loader(folder, manifest, settings)`` the way to open models whose manifest says ``kind``."""
     _LOADERS[kind] = loader
 
 
@@ -54,7 +56,7 @@ def get_loader(kind: str) -> Loader:
     return obj
 
 
-def load_model(folder: Path) -> LoadedModel:
+def load_model(folder: Path, settings: Any = None) -> LoadedModel:
     """Open the model folder with the loader of its kind."""
     manifest = read_manifest(folder)
-    return get_loader(manifest.kind)(Path(folder), manifest)
+    return get_loader(manifest.kind)(Path(folder), manifest, settings)

@@ -12,6 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -87,17 +88,17 @@ def _init_worker(config: dict[str, Any]) -> None:
     _worker_tokenizer = Tokenizer.from_dict(config)
 
 
-def _tokenize_chunk(chunk: Sequence[str]) -> tuple[str, int]:
+def _tokenize_chunk(chunk: Sequence[str]) -> tuple[str, int, Counter[str]]:
     assert _worker_tokenizer is not None
     lines = []
-    words = 0
+    counts: Counter[str] = Counter()
     for tokens in _worker_tokenizer.tokenize_many(chunk):
         # gensim's LineSentence splits on whitespace; tokens never contain it, but be safe.
         tokens = [t.replace(" ", "_") for t in tokens if t.strip()]
         if tokens:
             lines.append(" ".join(tokens))
-            words += len(tokens)
-    return ("\n".join(lines) + "\n" if lines else ""), words
+            counts.update(tokens)
+    return ("\n".join(lines) + "\n" if lines else ""), sum(counts.values()), counts
 
 
 def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -119,10 +120,13 @@ def tokenize_to_file(
     workers: int | None = None,
     chunk_size: int = 2000,
     progress: bool = True,
+    counts: Counter[str] | None = None,
 ) -> dict[str, int]:
     """Tokenize ``texts`` in parallel into ``out_path``: one sentence a line, tokens space-separated.
 
-    Order is preserved. The file appears under its name only when complete.
+    Order is preserved. The file appears under its name only when complete. If ``counts`` is
+    given, token frequencies are added to it in first-seen order (what gensim's vocabulary scan
+    would find), so training can skip that scan.
     """
     from tqdm.auto import tqdm
 
@@ -136,15 +140,17 @@ def tokenize_to_file(
         with open(tmp, "w", encoding="utf-8") as out:
             if workers == 1:
                 _init_worker(tokenizer.to_dict())
-                results: Iterable[tuple[str, int]] = map(_tokenize_chunk, _chunks(texts, chunk_size))
+                results: Iterable[tuple[str, int, Counter[str]]] = map(_tokenize_chunk, _chunks(texts, chunk_size))
                 pool = None
             else:
                 ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
                 pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer.to_dict(),))
                 results = pool.imap(_tokenize_chunk, _chunks(texts, chunk_size))
             try:
-                for block, words in results:
+                for block, words, chunk_counts in results:
                     out.write(block)
+                    if counts is not None:
+                        counts.update(chunk_counts)
                     n_words += words
                     n_texts += block.count("\n")
                     bar.update(words)

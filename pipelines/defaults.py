@@ -37,8 +37,37 @@ def _build_w2v_es(settings: Settings, progress: bool) -> Path:
     return path
 
 
+def _build_bow_es(settings: Settings, progress: bool) -> Path:
+    from nlp_service.classify import BowParams
+    from nlp_service.data import SENTIMENT_ES
+
+    from .classify import train_bow
+
+    # Naive Bayes on word uni+bigram counts: the best baseline on this data in benchmarks/classify.py.
+    params = BowParams(features="count", analyzer="word", ngram_min=1, ngram_max=2, classifier="nb")
+    path, _ = train_bow([SENTIMENT_ES], settings.models_dir, "bow-es", params=params, task="sentiment",
+                        language="es", overwrite=True)
+    return path
+
+
+def _build_sentiment_es(settings: Settings, progress: bool) -> Path:
+    from nlp_service.classify.rnn import RNNParams
+    from nlp_service.data import SENTIMENT_ES
+
+    from .classify import train_recurrent
+
+    # A small bidirectional LSTM, 8 epochs at most: about 1-2 minutes on 2 CPU cores.
+    params = RNNParams(cell="lstm", embedding_dim=128, hidden_size=128, epochs=8, patience=3)
+    path, _ = train_recurrent([SENTIMENT_ES], settings.models_dir, "sentiment-es", params=params,
+                              checkpoint_dir=settings.cache_dir / "checkpoints", device=settings.device,
+                              task="sentiment", language="es", overwrite=True, progress=progress)
+    return path
+
+
 DEFAULT_MODELS: tuple[DefaultModel, ...] = (
     DefaultModel("w2v-es", "vectors", "Spanish word2vec (CBOW, 100d) on the shipped corpus", _build_w2v_es),
+    DefaultModel("bow-es", "classifier", "Spanish sentiment baseline (word 1-2-gram Naive Bayes)", _build_bow_es),
+    DefaultModel("sentiment-es", "classifier", "Spanish sentiment BiLSTM on the shipped reviews", _build_sentiment_es),
 )
 
 

@@ -49,13 +49,13 @@ def build_word2vec(
         if f is not None and not Path(f).is_file():
             raise DataError(f"no such evaluation file: {f}")
     start = time.perf_counter()
-    corpus_file, tok_stats = tokenize_corpus(
+    tokenized, tok_stats = tokenize_corpus(
         [Path(c) for c in corpus], tokenizer, cache_dir, column=column, workers=params.workers, progress=progress
     )
     phrases = None
     if params.phrases:
-        corpus_file, phrases = learn_phrases(corpus_file, params, progress=progress)
-    model, train_stats = train_word2vec(corpus_file, params, progress=progress)
+        tokenized, phrases = learn_phrases(tokenized, params, progress=progress)
+    model, train_stats = train_word2vec(tokenized, params, progress=progress)
     metrics: dict[str, Any] = {"tokenize": tok_stats, "train": train_stats}
     metrics.update(evaluate_keyed_vectors(model.wv, similarity_file=similarity_file, analogy_file=analogy_file))
     store = VectorStore.from_keyed_vectors(model.wv)

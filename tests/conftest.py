@@ -12,10 +12,12 @@ from fastapi.testclient import TestClient
 from gensim.test.utils import datapath
 
 from nlp_service.api import create_app
+from nlp_service.classify import BowParams
 from nlp_service.config import Settings
-from nlp_service.data import DATASETS_DIR
+from nlp_service.data import DATASETS_DIR, SENTIMENT_ES
 from nlp_service.text import Tokenizer
 from nlp_service.vectors import Word2VecParams, convert_vectors
+from pipelines.classify import train_bow, train_recurrent
 from pipelines.word2vec import build_word2vec
 
 BIBLE = DATASETS_DIR / "corpus_es" / "rv1909.txt.gz"
@@ -56,8 +58,36 @@ def ft_model(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(models_dir: Path, cache_dir: Path, w2v_model: Path, ft_model: Path) -> Settings:
+def sentiment_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,600 real Spanish review snippets (the shipped TSV, cut) with their pos/neg labels."""
+    path = tmp_path_factory.mktemp("sentiment") / "reviews.tsv"
+    with gzip.open(SENTIMENT_ES, "rt", encoding="utf-8") as src:
+        path.write_text("".join(itertools.islice(src, 1601)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bow_model(models_dir: Path, sentiment_file: Path) -> Path:
+    path, _ = train_bow([sentiment_file], models_dir, "bow-small", params=BowParams(features="count", classifier="nb"),
+                        task="sentiment", language="es")
+    return path
+
+
+@pytest.fixture(scope="session")
+def rnn_model(models_dir: Path, sentiment_file: Path) -> Path:
+    from nlp_service.classify.rnn import RNNParams
+
+    params = RNNParams(cell="gru", embedding_dim=16, hidden_size=16, epochs=2, batch_size=32)
+    path, _ = train_recurrent([sentiment_file], models_dir, "rnn-small", params=params, task="sentiment",
+                              language="es", device="cpu", progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings(models_dir: Path, cache_dir: Path, w2v_model: Path, ft_model: Path, bow_model: Path,
+             rnn_model: Path) -> Settings:
     return Settings(models_dir=models_dir, cache_dir=cache_dir, default_vectors_model="w2v-small",
+                    default_sentiment_model="rnn-small", default_classifier_model="bow-small", device="cpu",
                     preload_ann=False, max_words=50, max_texts=8, max_text_chars=2000, max_topn=100,
                     max_body_bytes=100_000)
 

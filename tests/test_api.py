@@ -22,6 +22,8 @@ from nlp_service.vectors import VectorsModel
 
 W2V = "w2v-small"
 FT = "ft-lee"
+# The session models dir also holds two small sentiment classifiers (tests/test_classify_api.py).
+ALL_MODELS = ["bow-small", FT, "rnn-small", W2V]
 TOL = 1e-5
 
 
@@ -92,7 +94,7 @@ def test_health(client: TestClient) -> None:
 def test_ready(client: TestClient) -> None:
     r = client.get("/ready")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "models": [FT, W2V], "failed": []}
+    assert r.json() == {"status": "ready", "models": ALL_MODELS, "failed": []}
 
 
 def test_info(client: TestClient, settings: Settings) -> None:
@@ -102,7 +104,7 @@ def test_info(client: TestClient, settings: Settings) -> None:
     assert info["service"] == "nlp-service"
     assert info["version"]
     assert {"python", "numpy", "gensim"} <= set(info["libraries"])
-    assert info["models"] == [FT, W2V]
+    assert info["models"] == ALL_MODELS
     assert info["models_dir"] == str(settings.models_dir)
     assert isinstance(info["load_seconds"], float)
     assert info["limits"] == {
@@ -130,6 +132,8 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/v1/analogy",
         "/v1/embeddings/words",
         "/v1/embeddings/texts",
+        "/v1/classify",
+        "/v1/sentiment",
     }
     for path in (
         "/v1/similarity",
@@ -156,7 +160,7 @@ def test_models_list(client: TestClient, kvs: dict[str, KeyedVectors]) -> None:
     body = r.json()
     assert body["failed"] == []
     by_name = {m["name"]: m for m in body["models"]}
-    assert set(by_name) == {W2V, FT}
+    assert set(by_name) == set(ALL_MODELS)
     w2v, ft = by_name[W2V], by_name[FT]
     assert (w2v["kind"], w2v["dimensions"], w2v["words"]) == ("vectors", 32, len(kvs[W2V]))
     assert w2v["subwords"] is False
@@ -181,7 +185,7 @@ def test_model_by_name(client: TestClient, name: str) -> None:
 
 def test_model_by_name_unknown(client: TestClient) -> None:
     err = assert_error(client.get("/v1/models/no-such-model"), 404, "model_not_found", "'no-such-model'")
-    assert err["details"]["available"] == [FT, W2V]
+    assert err["details"]["available"] == ALL_MODELS
 
 
 # ---- results equal gensim's -------------------------------------------------------------------

@@ -208,10 +208,12 @@ def test_models_json(settings: Settings, models_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     found = {m["name"]: m for m in json.loads(result.stdout)}
     assert {"w2v-small", "ft-lee"} <= set(found)
+    assert {found[n]["kind"] for n in ("bow-small", "rnn-small")} == {"classifier"}
     for name, m in found.items():
-        assert m["kind"] == "vectors"
         assert Path(m["path"]) == models_dir / name
-        assert "manifest.json" not in m["files"] and "store/vectors.npy" in m["files"]
+        assert "manifest.json" not in m["files"]
+        if m["kind"] == "vectors":
+            assert "store/vectors.npy" in m["files"]
 
 
 def test_models_empty_dir(tmp_path: Path) -> None:

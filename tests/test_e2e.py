@@ -104,10 +104,11 @@ def ok(r: httpx.Response) -> dict[str, Any]:
 
 def test_ready_and_models(http: httpx.Client) -> None:
     assert ok(http.get("/health")) == {"status": "ok"}
-    assert ok(http.get("/ready")) == {"status": "ready", "models": ["ft-lee", "w2v-small"], "failed": []}
+    models = ["bow-small", "ft-lee", "rnn-small", "w2v-small"]
+    assert ok(http.get("/ready")) == {"status": "ready", "models": models, "failed": []}
     body = ok(http.get("/v1/models"))
     assert body["failed"] == []
-    assert sorted(m["name"] for m in body["models"]) == ["ft-lee", "w2v-small"]
+    assert sorted(m["name"] for m in body["models"]) == models
     assert ok(http.get("/v1/models/w2v-small"))["dimensions"] == 32
 
 

@@ -242,3 +242,21 @@ def test_trained_artifact_has_ann_with_measured_recall(w2v_model: Path) -> None:
         hits += len(exact & set(approx))
         total += 10
     assert hits / total >= 0.9
+
+
+def test_vocab_lookup_without_a_dict(tmp_path: Path) -> None:
+    from nlp_service.vectors._vocab import Vocab
+
+    rng = np.random.default_rng(0)
+    alphabet = list("abcdeñáéü日🙂")
+    words = sorted({"".join(rng.choice(alphabet, size=rng.integers(1, 8))) for _ in range(5000)})
+    Vocab.from_words(words).save(tmp_path)
+    vocab = Vocab.load(tmp_path)
+    assert len(vocab) == len(words) and vocab.to_list() == words
+    assert all(vocab.get(w) == i for i, w in enumerate(words))
+    assert all(vocab.word(i) == w for i, w in enumerate(words))
+    assert vocab.get("zzzz-not-there") is None and "zzzz-not-there" not in vocab
+    with pytest.raises(ValueError, match="duplicate word"):
+        Vocab.from_words(["sol", "luna", "sol"])
+    with pytest.raises(ValueError, match="line break"):
+        Vocab.from_words(["a\nb"])

@@ -110,5 +110,25 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path: Path, corpus_file:
 
 
 def test_defaults_skip_models_that_exist(w2v_model: Path, tmp_path: Path) -> None:
-    shutil.copytree(w2v_model, tmp_path / "w2v-es")
+    from pipelines.defaults import DEFAULT_MODELS
+
+    assert {m.name for m in DEFAULT_MODELS} >= {"w2v-es", "bow-es", "sentiment-es"}
+    for spec in DEFAULT_MODELS:  # any model folder under the default's name counts as present
+        shutil.copytree(w2v_model, tmp_path / spec.name)
     assert build_missing(Settings(models_dir=tmp_path, cache_dir=tmp_path / "c"), progress=False) == []
+
+
+def test_vocabulary_from_tokenizer_counts_equals_gensims_scan(corpus_file: Path, tmp_path: Path) -> None:
+    """Training skips gensim's vocabulary scan: the counts gathered while tokenizing must agree."""
+    from gensim.models import Word2Vec
+
+    from nlp_service.vectors import tokenize_corpus, train_word2vec
+
+    corpus, _ = tokenize_corpus([corpus_file], Tokenizer(), tmp_path, workers=2, progress=False)
+    ours, _ = train_word2vec(corpus, Word2VecParams(**{**FAST, "epochs": 1}), progress=False)
+    ref = Word2Vec(vector_size=16, min_count=2)
+    ref.build_vocab(corpus_file=str(corpus.path))
+    assert ours.wv.index_to_key == ref.wv.index_to_key
+    assert (ours.corpus_count, ours.corpus_total_words) == (ref.corpus_count, ref.corpus_total_words)
+    assert [ours.wv.get_vecattr(w, "count") for w in ours.wv.index_to_key[:50]] == \
+        [ref.wv.get_vecattr(w, "count") for w in ref.wv.index_to_key[:50]]

@@ -11,7 +11,7 @@ from .._version import __version__
 from ..config import Settings, get_settings
 from .errors import BodySizeLimit, install_error_handlers
 from .models import ModelManager
-from .routers import meta, vectors
+from .routers import classify, meta, vectors
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,11 +22,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.models.load_all()
         yield
+        await app.state.models.close()
 
     app = FastAPI(
         title="nlp-service",
         version=__version__,
-        description="Spanish-first NLP service: word vectors (similarity, neighbours, analogies, embeddings).",
+        description="Spanish-first NLP service: word vectors (similarity, neighbours, analogies, embeddings), "
+        "text classification and sentiment.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -34,5 +36,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(meta.router)
     app.include_router(vectors.router)
+    app.include_router(classify.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

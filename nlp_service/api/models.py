@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import list_models
+from ..batching import MicroBatcher
 from ..config import Settings
 from ..registry import LoadedModel, get_loader
 
@@ -24,6 +25,7 @@ class ModelManager:
         self.failed: dict[str, str] = {}
         self.ready = False
         self.load_seconds: float | None = None
+        self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
 
     def load_all(self) -> None:
         start = time.perf_counter()
@@ -37,7 +39,7 @@ class ModelManager:
                 continue
             path, manifest = found[name]
             try:
-                self.models[name] = get_loader(manifest.kind)(path, manifest)
+                self.models[name] = get_loader(manifest.kind)(path, manifest, self.settings)
                 log.info("loaded %s model %s", manifest.kind, name)
             except Exception as exc:  # a broken folder must not take the service down
                 self.failed[name] = f"{exc.__class__.__name__}: {exc}"
@@ -57,11 +59,28 @@ class ModelManager:
             except Exception as exc:
                 log.error("warm-up of %s failed: %s", name, exc)
 
+    def batcher(self, name: str) -> MicroBatcher[Any, Any]:
+        """The micro-batching worker of a model with ``predict(items)`` (made on first use)."""
+        if name not in self._batchers:
+            model = self.models[name]
+            self._batchers[name] = MicroBatcher(
+                model.predict,  # type: ignore[attr-defined]
+                max_batch_size=self.settings.batch_max_size, max_wait_ms=self.settings.batch_max_wait_ms,
+                name=f"batch-{name}",
+            )
+        return self._batchers[name]
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._batchers.clear()
+
     def of_kind(self, kind: str) -> dict[str, LoadedModel]:
         return {n: m for n, m in self.models.items() if m.kind == kind}
 
     def describe(self) -> dict[str, Any]:
         return {
-            "models": [m.describe() for m in self.models.values()],
+            "models": [m.describe() | ({"batching": self._batchers[n].stats.as_dict()} if n in self._batchers else {})
+                       for n, m in self.models.items()],
             "failed": [{"name": n, "error": e} for n, e in self.failed.items()],
         }

@@ -35,7 +35,7 @@ class VectorsModel:
     kind: str = KIND
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest | None = None) -> VectorsModel:
+    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Any = None) -> VectorsModel:
         folder = Path(folder)
         manifest = manifest or read_manifest(folder)
         if manifest.kind != KIND:

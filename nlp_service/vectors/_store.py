@@ -4,6 +4,7 @@ Files in a store folder::
 
     store.json      dimensions, count, subword parameters
     vocab.txt       one word a line, row order (frequency order when the source had it)
+    vocab_*.npy     offsets into vocab.txt and a hash table: word lookup without building a dict
     vectors.npy     (count, dim) float32, each row of unit length
     norms.npy       (count,) float32, the original lengths (raw vector = unit * norm)
     ngrams.npy      (bucket, dim) float32, fastText subword buckets (optional)
@@ -26,6 +27,7 @@ import numpy as np
 
 from ._ann import ANN_FILE, HnswIndex, recall_at_k
 from ._subword import SubwordVectors
+from ._vocab import Vocab
 
 STORE_FILE = "store.json"
 STORE_FORMAT = 1
@@ -65,10 +67,11 @@ def _unitvec(vec: np.ndarray) -> np.ndarray:
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first (ties: lower index first)."""
-    k = min(k, scores.shape[0])
+    n = scores.shape[0]
+    k = min(k, n)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
+    part = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
     return part[np.lexsort((part, -scores[part]))]
 
 
@@ -83,7 +86,7 @@ class VectorStore:
 
     def __init__(
         self,
-        words: list[str],
+        words: Sequence[str] | Vocab,
         unit_vectors: np.ndarray,
         norms: np.ndarray,
         *,
@@ -91,14 +94,12 @@ class VectorStore:
         ann: HnswIndex | None = None,
         path: Path | None = None,
     ) -> None:
-        if unit_vectors.ndim != 2 or unit_vectors.shape[0] != len(words) or norms.shape != (len(words),):
+        vocab = words if isinstance(words, Vocab) else Vocab.from_words(words)
+        if unit_vectors.ndim != 2 or unit_vectors.shape[0] != len(vocab) or norms.shape != (len(vocab),):
             raise ValueError(
-                f"inconsistent store: {len(words)} words, vectors {unit_vectors.shape}, norms {norms.shape}"
+                f"inconsistent store: {len(vocab)} words, vectors {unit_vectors.shape}, norms {norms.shape}"
             )
-        self.words = words
-        self.index = {w: i for i, w in enumerate(words)}
-        if len(self.index) != len(words):
-            raise ValueError("duplicate words in vocabulary")
+        self.vocab = vocab
         self.unit = unit_vectors
         self.norms = norms
         self.subwords = subwords
@@ -130,10 +131,7 @@ class VectorStore:
         """Write the store's files into ``folder`` (callers make it atomic, see ``artifacts``)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for w in self.words:
-            if not w or any(c in w for c in "\n\r"):
-                raise ValueError(f"word {w!r} cannot be stored (empty or holds a line break)")
-        (folder / "vocab.txt").write_text("\n".join(self.words), encoding="utf-8")
+        self.vocab.save(folder)
         np.save(folder / "vectors.npy", np.ascontiguousarray(self.unit, dtype=np.float32))
         np.save(folder / "norms.npy", np.ascontiguousarray(self.norms, dtype=np.float32))
         meta: dict[str, Any] = {"format": STORE_FORMAT, "count": len(self), "dim": self.dim, "subwords": None}
@@ -156,12 +154,11 @@ class VectorStore:
             mode = "r" if mmap else None
             unit = np.load(folder / "vectors.npy", mmap_mode=mode)
             norms = np.load(folder / "norms.npy", mmap_mode=mode)
-            text = (folder / "vocab.txt").read_text(encoding="utf-8")
-            words = text.split("\n") if text else []
+            words = Vocab.load(folder)
             if unit.shape != (meta["count"], meta["dim"]) or len(words) != meta["count"]:
                 raise ValueError(
                     f"files disagree: store.json says {meta['count']} x {meta['dim']}, "
-                    f"vectors.npy is {unit.shape}, vocab.txt has {len(words)} words"
+                    f"vectors.npy is {unit.shape}, the vocabulary has {len(words)} words"
                 )
             subwords = None
             if meta.get("subwords"):
@@ -210,10 +207,15 @@ class VectorStore:
     # ---- lookups ------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self.words)
+        return len(self.vocab)
 
     def __contains__(self, word: object) -> bool:
-        return word in self.index
+        return word in self.vocab
+
+    @property
+    def words(self) -> list[str]:
+        """All words in row order (materialised on first use)."""
+        return self.vocab.to_list()
 
     @property
     def dim(self) -> int:
@@ -221,7 +223,7 @@ class VectorStore:
 
     def lookup(self, word: str) -> tuple[np.ndarray, Source]:
         """Unit vector of ``word`` and where it came from; :class:`WordNotFound` if none."""
-        idx = self.index.get(word)
+        idx = self.vocab.get(word)
         if idx is not None:
             return np.asarray(self.unit[idx]), "vocabulary"
         if self.subwords is not None:
@@ -232,7 +234,7 @@ class VectorStore:
 
     def vector(self, word: str, *, normalized: bool = False) -> tuple[np.ndarray, Source]:
         """The word's vector, raw (as trained) unless ``normalized``."""
-        idx = self.index.get(word)
+        idx = self.vocab.get(word)
         if idx is not None:
             unit = np.asarray(self.unit[idx])
             return (unit if normalized else unit * self.norms[idx]), "vocabulary"
@@ -244,7 +246,7 @@ class VectorStore:
 
     def check_words(self, words: Sequence[str]) -> None:
         """Raise one :class:`WordNotFound` naming every word that has no vector."""
-        missing = [w for w in words if w not in self.index and (self.subwords is None or not self.subwords.hashes(w))]
+        missing = [w for w in words if w not in self.vocab and (self.subwords is None or not self.subwords.hashes(w))]
         if missing:
             raise WordNotFound(missing)
 
@@ -268,7 +270,7 @@ class VectorStore:
                     raise ValueError(f"vector has {vec.shape[0]} dimensions, the model has {self.dim}")
                 mean += np.float32(sign) * vec
         mean = mean / np.float32(len(positive) + len(negative))
-        exclude = {self.index[w] for w in words if w in self.index}
+        exclude = {i for i in map(self.vocab.get, words) if i is not None}
         return _unitvec(mean), exclude
 
     def most_similar(
@@ -293,7 +295,7 @@ class VectorStore:
             scores = self.unit @ query
             best = _top(scores, want)
             pairs = zip(best.tolist(), scores[best].tolist(), strict=True)
-        out = [Neighbor(self.words[i], float(s)) for i, s in pairs if i not in exclude and i >= 0]
+        out = [Neighbor(self.vocab.word(i), float(s)) for i, s in pairs if i not in exclude and i >= 0]
         return out[:topn]
 
     def most_similar_cosmul(
@@ -304,7 +306,7 @@ class VectorStore:
             raise ValueError("3CosMul needs at least one positive word")
         words = [q for q in [*positive, *negative] if isinstance(q, str)]
         self.check_words(words)
-        exclude = {self.index[w] for w in words if w in self.index}
+        exclude = {i for i in map(self.vocab.get, words) if i is not None}
 
         def shifted(item: Query) -> np.ndarray:
             vec = self.lookup(item)[0] if isinstance(item, str) else np.asarray(item, dtype=np.float32)
@@ -316,7 +318,7 @@ class VectorStore:
         else:
             scores = scores / (1.0 + 0.000001)
         best = _top(scores, topn + len(exclude))
-        return [Neighbor(self.words[i], float(scores[i])) for i in best.tolist() if i not in exclude][:topn]
+        return [Neighbor(self.vocab.word(i), float(scores[i])) for i in best.tolist() if i not in exclude][:topn]
 
     def analogy(self, a: str, b: str, c: str, *, topn: int = 1,
                 method: Literal["3cosadd", "3cosmul"] = "3cosadd") -> list[Neighbor]:
@@ -332,7 +334,7 @@ class VectorStore:
 
         Returns the vector (None when no token has one) and the tokens not in the vocabulary.
         """
-        oov = [t for t in tokens if t not in self.index]
+        oov = [t for t in tokens if t not in self.vocab]
         total = np.zeros(self.dim, dtype=np.float32)
         used = 0
         for tok in tokens:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -67,10 +68,20 @@ def corpus_cache_path(
     return Path(cache_dir) / "tokenized" / f"{key.hexdigest()[:24]}.txt"
 
 
+@dataclass
+class TokenizedCorpus:
+    """A tokenized corpus file and what its tokenization counted (frequencies in first-seen order)."""
+
+    path: Path
+    sentences: int
+    words: int
+    counts: dict[str, int]
+
+
 def tokenize_corpus(
     files: Sequence[Path], tokenizer: Tokenizer, cache_dir: Path, *, column: str | None = None,
     workers: int | None = None, progress: bool = True,
-) -> tuple[Path, dict[str, Any]]:
+) -> tuple[TokenizedCorpus, dict[str, Any]]:
     """Tokenize the corpus once into the cache; later runs with the same inputs reuse it."""
     for f in files:
         if not Path(f).is_file():
@@ -78,24 +89,31 @@ def tokenize_corpus(
     path = corpus_cache_path(cache_dir, files, tokenizer, column)
     stats_path = path.with_suffix(".json")
     if path.is_file() and stats_path.is_file():
-        return path, {**json.loads(stats_path.read_text()), "cached": True}
+        saved = json.loads(stats_path.read_text(encoding="utf-8"))
+        stats = saved["stats"]
+        return TokenizedCorpus(path, stats["sentences"], stats["words"], saved["counts"]), {**stats, "cached": True}
     start = time.perf_counter()
+    counts: Counter[str] = Counter()
     stats: dict[str, Any] = dict(tokenize_to_file(
-        iter_corpus(files, column), path, tokenizer, workers=workers, progress=progress
+        iter_corpus(files, column), path, tokenizer, workers=workers, progress=progress, counts=counts
     ))
     stats["seconds"] = round(time.perf_counter() - start, 2)
-    stats_path.write_text(json.dumps(stats))
     if stats["words"] == 0:
         raise DataError("the corpus holds no tokens (empty files, or the wrong --column?)")
-    return path, {**stats, "cached": False}
+    stats_path.write_text(json.dumps({"stats": stats, "counts": counts}, ensure_ascii=False), encoding="utf-8")
+    corpus = TokenizedCorpus(path, stats["sentences"], stats["words"], dict(counts))
+    return corpus, {**stats, "cached": False}
 
 
-def learn_phrases(corpus_file: Path, params: Word2VecParams, progress: bool = True) -> tuple[Path, PhraseMerger]:
+def learn_phrases(
+    corpus: TokenizedCorpus, params: Word2VecParams, progress: bool = True
+) -> tuple[TokenizedCorpus, PhraseMerger]:
     """Detect bigram phrases (gensim ``Phrases``) and write the phrased corpus beside the input."""
     from gensim.models.phrases import Phrases
     from gensim.models.word2vec import LineSentence
     from tqdm.auto import tqdm
 
+    corpus_file = corpus.path
     phrases = Phrases(
         LineSentence(str(corpus_file)), min_count=params.phrases_min_count, threshold=params.phrases_threshold,
         delimiter="_",
@@ -104,11 +122,14 @@ def learn_phrases(corpus_file: Path, params: Word2VecParams, progress: bool = Tr
     suffix = f".phrases-{params.phrases_min_count}-{params.phrases_threshold}.txt"
     out = corpus_file.with_name(corpus_file.stem + suffix)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    counts: Counter[str] = Counter()
     with open(corpus_file, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
         for line in tqdm(src, desc="applying phrases", unit=" lines", disable=not progress):
-            dst.write(" ".join(merger(line.split())) + "\n")
+            tokens = merger(line.split())
+            counts.update(tokens)
+            dst.write(" ".join(tokens) + "\n")
     os.replace(tmp, out)
-    return out, merger
+    return TokenizedCorpus(out, corpus.sentences, sum(counts.values()), dict(counts)), merger
 
 
 class _ProgressHandler(logging.Handler):
@@ -161,9 +182,13 @@ def _gensim_progress(epochs: int, enabled: bool) -> Iterator[_ProgressHandler]:
 
 
 def train_word2vec(
-    corpus_file: Path, params: Word2VecParams, *, progress: bool = True
+    corpus: TokenizedCorpus, params: Word2VecParams, *, progress: bool = True
 ) -> tuple[Any, dict[str, Any]]:
-    """Train gensim ``Word2Vec`` on a tokenized corpus file; return the model and run stats."""
+    """Train gensim ``Word2Vec`` on a tokenized corpus file; return the model and run stats.
+
+    The vocabulary comes from the frequencies counted while tokenizing (same words, same order
+    as gensim's own scan of the file would give), which saves a single-threaded pass.
+    """
     from gensim.models import Word2Vec
 
     params.validate()
@@ -182,11 +207,12 @@ def train_word2vec(
             seed=params.seed,
             workers=params.workers,
         )
-        model.build_vocab(corpus_file=str(corpus_file))
+        model.build_vocab_from_freq(corpus.counts, corpus_count=corpus.sentences)
+        model.corpus_total_words = corpus.words
         if len(model.wv) == 0:
             raise DataError(f"no word occurs at least min_count={params.min_count} times in the corpus")
         model.train(
-            corpus_file=str(corpus_file),
+            corpus_file=str(corpus.path),
             total_examples=model.corpus_count,
             total_words=model.corpus_total_words,
             epochs=params.epochs,

@@ -1,0 +1,57 @@
+"""Classification endpoints. ``async`` routes that only validate and await the model's
+micro-batching worker: the forward passes run in its thread, batched across requests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from ...classify import ClassifierModel
+from ...config import Settings
+from ..deps import get_manager, get_settings_dep, resolve_model
+from ..errors import APIError
+from ..models import ModelManager
+from ..schemas.classify import ClassifyRequest, ClassifyResponse, ClassResult
+
+router = APIRouter(prefix="/v1", tags=["classification"])
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+
+
+def _check_texts(texts: list[str], settings: Settings) -> None:
+    if len(texts) > settings.max_texts:
+        raise APIError(422, "limit_exceeded", f"too many texts: {len(texts)} (at most {settings.max_texts})",
+                       {"limit": settings.max_texts, "got": len(texts), "setting": "NLP_MAX_TEXTS"})
+    for i, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            raise APIError(422, "limit_exceeded", f"texts[{i}] has {len(text)} characters "
+                           f"(at most {settings.max_text_chars})",
+                           {"index": i, "limit": settings.max_text_chars, "setting": "NLP_MAX_TEXT_CHARS"})
+        if not text.strip():
+            raise APIError(422, "empty_text", f"texts[{i}] is empty or only whitespace", {"index": i})
+
+
+async def _classify(request: Request, body: ClassifyRequest, default: str | None) -> ClassifyResponse:
+    settings: Settings = request.app.state.settings
+    manager: ModelManager = request.app.state.models
+    model: ClassifierModel = resolve_model(manager, "classifier", body.model, default)
+    _check_texts(body.texts, settings)
+    predictions = await manager.batcher(model.name).submit(body.texts)
+    return ClassifyResponse(model=model.name, results=[ClassResult(label=p.label, probabilities=p.probabilities)
+                                                      for p in predictions])
+
+
+@router.post("/classify", response_model=ClassifyResponse, summary="Label and class probabilities of texts")
+async def classify(body: ClassifyRequest, request: Request, settings: SettingsDep) -> ClassifyResponse:
+    return await _classify(request, body, settings.default_classifier_model or "bow-es")
+
+
+@router.post("/sentiment", response_model=ClassifyResponse,
+             summary="Sentiment (pos/neg) of texts, with the default sentiment model")
+async def sentiment(body: ClassifyRequest, request: Request, settings: SettingsDep) -> ClassifyResponse:
+    return await _classify(request, body, settings.default_sentiment_model)
+
+
+
