@@ -14,7 +14,8 @@ Sections (``--sections``, default all); a ``machine`` block is always written:
                   and fastText supervised when it works here.
 * ``throughput``  the Spanish LSTM and best Spanish baseline: ``predict_proba`` in one call, then a real
                   ``nlp-service serve``: one client sending one text per request, and 32 concurrent
-                  clients (micro-batching), with the batch sizes the server formed.
+                  clients (micro-batching), with the batch sizes the server formed; then the same
+                  server with torch/BLAS limited to one thread (a diagnostic; ``--no-threads-diagnostic``).
 
 Run from the repository root::
 
@@ -92,6 +93,7 @@ class Config:
     http_requests: int
     http_concurrency: int
     http_max_seconds: float
+    threads_diagnostic: bool
     fallback_lstm_epochs: int
 
 
@@ -131,6 +133,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--http-concurrency", type=int, default=32, help="concurrent HTTP clients")
     p.add_argument("--http-max-seconds", type=float, default=120.0,
                    help="time cap per HTTP run: stop sending after this long")
+    p.add_argument("--no-threads-diagnostic", dest="threads_diagnostic", action="store_false",
+                   help="skip the second server run with torch/BLAS limited to one thread")
     p.add_argument("--fallback-lstm-epochs", type=int,
                    help="epochs of the Spanish LSTM trained for throughput when quality is skipped [3; quick 1]")
     p.add_argument("--workdir", type=Path, help="scratch folder (a fresh sub-folder is made and removed) "
@@ -149,7 +153,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     return Config(sections=sections, quick=a.quick, device=a.device, out=a.out.resolve() if a.out else None,
                   markdown=markdown, workdir=a.workdir.resolve() if a.workdir else None,
                   keep_workdir=a.keep_workdir, cv=a.cv, bare_repeats=a.bare_repeats,
-                  http_concurrency=a.http_concurrency, http_max_seconds=a.http_max_seconds, **sized)
+                  http_concurrency=a.http_concurrency, http_max_seconds=a.http_max_seconds,
+                  threads_diagnostic=a.threads_diagnostic, **sized)
 
 
 # ---- small helpers -------------------------------------------------------------------------------
@@ -624,9 +629,26 @@ def _bare(cfg: Config, folder: Path, texts: list[str]) -> dict[str, Any]:
         model.predict_proba([text])
         lat.append(time.perf_counter() - t)
     device = getattr(model.impl, "device_name", "cpu")
+    extra: dict[str, Any] = {}
+    if model.backend == "rnn" and device == "cpu":
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            one = []
+            for _ in range(max(1, cfg.bare_repeats)):
+                t = time.perf_counter()
+                model.predict_proba(texts)
+                one.append(time.perf_counter() - t)
+        finally:
+            torch.set_num_threads(threads)
+        extra["bare_1_thread"] = {"what": "the same call with torch.set_num_threads(1)",
+                                  "runs_s": [round(r, 4) for r in one],
+                                  "texts_per_s": round(len(texts) / statistics.median(one), 1)}
     del model
     gc.collect()
-    return {
+    return {**extra,
         "bare": {"what": f"model.predict_proba(texts) on {len(texts)} texts in one call", "device": device,
                  "runs_s": [round(r, 4) for r in runs], "median_s": round(med, 4),
                  "texts_per_s": round(len(texts) / med, 1)},
@@ -755,18 +777,18 @@ async def _http_concurrent(base: str, route: str, model: str, payloads: list[dic
             "_wall": wall, "_server_cpu": server_cpu}
 
 
-def _start_server(cfg: Config, state: State, names: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float,
-                                                                                Path]:
+def _start_server(cfg: Config, state: State, names: dict[str, str], extra_env: dict[str, str],
+                  label: str) -> tuple[subprocess.Popen[bytes], str, float, Path]:
     import httpx
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    server_log = state.workdir / "server.log"
+    server_log = state.workdir / f"server-{label}.log"
     cmd = [sys.executable, "-m", "nlp_service", "serve", "--port", str(port), "--host", "127.0.0.1",
            "--models-dir", str(state.models_dir), "--model", names["lstm"], "--model", names["bow"]]
     env = {**os.environ, "NLP_DEVICE": cfg.device, "NLP_DEFAULT_SENTIMENT_MODEL": names["lstm"],
-           "NLP_DEFAULT_CLASSIFIER_MODEL": names["bow"], "NLP_MAX_TEXTS": "256"}
-    log(f"throughput: starting server on {base} with {names['lstm']}, {names['bow']}")
+           "NLP_DEFAULT_CLASSIFIER_MODEL": names["bow"], "NLP_MAX_TEXTS": "256", **extra_env}
+    log(f"throughput [{label}]: starting server on {base} with {names['lstm']}, {names['bow']} {extra_env or ''}")
     t_start = time.perf_counter()
     with open(server_log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
@@ -786,7 +808,7 @@ def _start_server(cfg: Config, state: State, names: dict[str, str]) -> tuple[sub
         _stop_server(proc)
         tail = server_log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"server not ready or models missing (exit {proc.poll()}, /ready {ready}); log:\n{tail}")
-    log(f"throughput: server ready after {ready_s:.2f}s")
+    log(f"throughput [{label}]: server ready after {ready_s:.2f}s")
     return proc, base, ready_s, server_log
 
 
@@ -799,6 +821,53 @@ def _stop_server(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _serve_and_measure(cfg: Config, state: State, names: dict[str, str], texts: list[str],
+                       extra_env: dict[str, str], label: str) -> dict[str, Any]:
+    """Start a real server holding both models, measure one client and N concurrent clients per model."""
+    proc, base, ready_s, server_log = _start_server(cfg, state, names, extra_env, label)
+    out: dict[str, Any] = {
+        "server": {"command": "python -m nlp_service serve --host 127.0.0.1 --models-dir <scratch> --model <lstm> "
+                   "--model <bow> (uvicorn, 1 process, access log at info)",
+                   "env": {"NLP_DEVICE": cfg.device, "NLP_MAX_TEXTS": "256",
+                           "NLP_DEFAULT_SENTIMENT_MODEL": names["lstm"], **extra_env},
+                   "startup_to_ready_s": round(ready_s, 2)},
+    }
+    try:
+        routes = {"lstm": ("/v1/sentiment", lambda t: {"texts": [t]}),
+                  "bow": ("/v1/classify", lambda t: {"model": names["bow"], "texts": [t]})}
+        total, warm_single, warm_conc = cfg.http_requests, 50, 200
+        for key, (route, make) in routes.items():
+            n = total + warm_conc
+            payloads = [make(t) for t in (texts * math.ceil(n / len(texts)))[:n]]
+            single = _http_single(base, route, payloads[: total + warm_single], warm_single, proc.pid,
+                                  cfg.http_max_seconds)
+            lat = single["latency"] or {}
+            log(f"throughput [{label}] {key}: http_single {single['texts_per_s']} texts/s p50 {lat.get('p50_ms')} "
+                f"ms p99 {lat.get('p99_ms')} ms, server {single['server_cpu_ms_per_request']} ms cpu/req, "
+                f"statuses {single['status_codes']}")
+            conc = asyncio.run(_http_concurrent(base, route, names[key], payloads, warm_conc, cfg.http_concurrency,
+                                                proc.pid, cfg.http_max_seconds))
+            lat = conc["latency"] or {}
+            log(f"throughput [{label}] {key}: http_concurrent {conc['texts_per_s']} texts/s p50 "
+                f"{lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms, mean batch {conc['batching'].get('mean_batch')}, "
+                f"server {conc['server_cpu_ms_per_request']} / client {conc['client_cpu_ms_per_request']} ms "
+                f"cpu/req, statuses {conc['status_codes']} errors {conc['client_errors']}")
+            for res in (single, conc):
+                wall, server_cpu = res.pop("_wall"), res.pop("_server_cpu")
+                res["server_cores_busy"] = round(server_cpu / wall, 2) if wall else None
+            out[key] = {"route": route, "http_single": single, "http_concurrent": conc}
+    finally:
+        _stop_server(proc)
+        log(f"throughput [{label}]: server stopped")
+    errors = [line for line in server_log.read_text(errors="replace").splitlines()
+              if "ERROR" in line or "Traceback" in line]
+    out["server"]["log_error_lines"] = errors[:20]
+    return out
 
 
 def bench_throughput(cfg: Config, state: State) -> dict[str, Any]:
@@ -815,6 +884,9 @@ def bench_throughput(cfg: Config, state: State) -> dict[str, Any]:
         "texts": f"{n} Spanish test texts ({len(test_texts)} distinct, repeated), mean "
                  f"{np.mean([len(t) for t in texts]):.0f} characters",
         "device": cfg.device,
+        "client": f"httpx in the benchmark process (one httpx.Client; {cfg.http_concurrency} asyncio tasks on one "
+                  "httpx.AsyncClient), on the same cores as the server: client_cpu_ms_per_request is CPU the "
+                  "server could not use",
         "models": {k: {"what": what, "name": folder.name} for k, (what, folder) in models.items()},
     }
     for key, (_, folder) in models.items():
@@ -822,51 +894,29 @@ def bench_throughput(cfg: Config, state: State) -> dict[str, Any]:
         res = _bare(cfg, folder, texts)
         out["models"][key].update(res)
         log(f"throughput {key}: bare {res['bare']['texts_per_s']} texts/s (runs {res['bare']['runs_s']}), "
-            f"one per call {res['bare_one_text_per_call']['texts_per_s']} texts/s")
+            f"one per call {res['bare_one_text_per_call']['texts_per_s']} texts/s"
+            + (f", 1 thread {res['bare_1_thread']['texts_per_s']} texts/s" if "bare_1_thread" in res else ""))
 
     names = {k: folder.name for k, (_, folder) in models.items()}
-    proc, base, ready_s, server_log = _start_server(cfg, state, names)
-    out["server"] = {"command": "python -m nlp_service serve --host 127.0.0.1 (uvicorn, 1 process, access log at "
-                     "info) --model <lstm> --model <bow>",
-                     "env": {"NLP_DEVICE": cfg.device, "NLP_MAX_TEXTS": "256",
-                             "NLP_DEFAULT_SENTIMENT_MODEL": names["lstm"]},
-                     "startup_to_ready_s": round(ready_s, 2),
-                     "client": "httpx in the benchmark process, on the same cores as the server: "
-                               "client_cpu_ms_per_request is CPU the server could not use"}
-    try:
-        routes = {"lstm": ("/v1/sentiment", lambda t: {"texts": [t]}),
-                  "bow": ("/v1/classify", lambda t: {"model": names["bow"], "texts": [t]})}
-        total = cfg.http_requests
-        for key, (route, make) in routes.items():
-            payloads = [make(t) for t in (texts * math.ceil((total + 200) / len(texts)))[: total + 200]]
-            single = _http_single(base, route, payloads[: total + 50], 50, proc.pid, cfg.http_max_seconds)
-            lat = single["latency"] or {}
-            log(f"throughput {key}: http_single {single['texts_per_s']} texts/s p50 {lat.get('p50_ms')} ms "
-                f"p99 {lat.get('p99_ms')} ms statuses {single['status_codes']}")
-            conc = asyncio.run(_http_concurrent(base, route, names[key], payloads, 200, cfg.http_concurrency, proc.pid,
-                                                cfg.http_max_seconds))
-            lat = conc["latency"] or {}
-            log(f"throughput {key}: http_concurrent {conc['texts_per_s']} texts/s p50 {lat.get('p50_ms')} ms "
-                f"p99 {lat.get('p99_ms')} ms mean batch {conc['batching'].get('mean_batch')} "
-                f"statuses {conc['status_codes']} errors {conc['client_errors']}")
-            entry = out["models"][key]
-            entry["route"] = route
-            for res in (single, conc):
-                wall, server_cpu = res.pop("_wall"), res.pop("_server_cpu")
-                res["server_cores_busy"] = round(server_cpu / wall, 2) if wall else None
-            entry["http_single"] = single
-            entry["http_concurrent"] = conc
-            bare = entry["bare"]["texts_per_s"]
-            entry["ratio_http_concurrent_to_bare"] = ratio(conc["texts_per_s"], bare)
-            entry["ratio_http_single_to_bare"] = ratio(single["texts_per_s"], bare)
-            entry["goal"] = {"target": "http_concurrent texts/s >= 0.5 x bare predict_proba texts/s",
-                             "met": (entry["ratio_http_concurrent_to_bare"] or 0) >= 0.5}
-    finally:
-        _stop_server(proc)
-        log("throughput: server stopped")
-    errors = [line for line in server_log.read_text(errors="replace").splitlines()
-              if "ERROR" in line or "Traceback" in line]
-    out["server"]["log_error_lines"] = errors[:20]
+    served = _serve_and_measure(cfg, state, names, texts, {}, "default")
+    out["server"] = served.pop("server")
+    for key, res in served.items():
+        entry = out["models"][key]
+        entry.update(res)
+        bare = entry["bare"]["texts_per_s"]
+        entry["ratio_http_concurrent_to_bare"] = ratio(res["http_concurrent"]["texts_per_s"], bare)
+        entry["ratio_http_single_to_bare"] = ratio(res["http_single"]["texts_per_s"], bare)
+        entry["goal"] = {"target": "http_concurrent texts/s >= 0.5 x bare predict_proba texts/s",
+                         "met": (entry["ratio_http_concurrent_to_bare"] or 0) >= 0.5}
+    if cfg.threads_diagnostic:
+        diag = _serve_and_measure(cfg, state, names, texts, _ONE_THREAD, "1-thread")
+        block: dict[str, Any] = {"why": "the same server with torch/BLAS limited to one thread: on few cores, "
+                                 "intra-op threads compete with the event loop and the client",
+                                 "server": diag.pop("server")}
+        for key, res in diag.items():
+            bare = out["models"][key]["bare"]["texts_per_s"]
+            block[key] = {**res, "ratio_http_concurrent_to_bare": ratio(res["http_concurrent"]["texts_per_s"], bare)}
+        out["diagnostic_single_thread_server"] = block
     return out
 
 
@@ -934,6 +984,17 @@ def markdown(doc: dict[str, Any]) -> str:
             s, c = e["http_single"], e["http_concurrent"]
             sl, cl = s["latency"] or {}, c["latency"] or {}
             lines.append(f"| {key} ({e['name']}) | {e['bare']['texts_per_s']} | {s['texts_per_s']} | "
+                         f"{sl.get('p50_ms')} / {sl.get('p99_ms')} | {c['texts_per_s']} | "
+                         f"{cl.get('p50_ms')} / {cl.get('p99_ms')} | {c['batching'].get('mean_batch')} | "
+                         f"{e['ratio_http_concurrent_to_bare']} |")
+        diag = tp.get("diagnostic_single_thread_server", {})
+        for key, e in diag.items():
+            if not isinstance(e, dict) or "http_concurrent" not in e:
+                continue
+            s, c = e["http_single"], e["http_concurrent"]
+            sl, cl = s["latency"] or {}, c["latency"] or {}
+            bare = tp["models"][key]["bare"]["texts_per_s"]
+            lines.append(f"| {key}, server with 1 torch/BLAS thread | ({bare}) | {s['texts_per_s']} | "
                          f"{sl.get('p50_ms')} / {sl.get('p99_ms')} | {c['texts_per_s']} | "
                          f"{cl.get('p50_ms')} / {cl.get('p99_ms')} | {c['batching'].get('mean_batch')} | "
                          f"{e['ratio_http_concurrent_to_bare']} |")

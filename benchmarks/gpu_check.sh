@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (see DEVELOPERS.md): the `gpu` tests, then the GPU benchmarks.
+# That machine has torch, numpy, scikit-learn, httpx, pytest, but not spaCy, FastAPI or pydantic:
+# carry their wheels in .whl (made with ../shared/tools/device-wheels) and this installs them.
+# Results land in $OUT (or ./bench-out when run elsewhere).
+set -u
+OUT=${OUT:-bench-out}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  rm -rf /tmp/site && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/gpu.txt"
+# --noconftest: the shared fixtures import gensim, which GPU hosts do not carry.
+timeout 150 python3 -m pytest -q -m gpu --noconftest -p no:cacheprovider tests/test_classify.py 2>&1 \
+  | tee "$OUT/gpu-tests.txt" | tail -15
+timeout 330 python3 benchmarks/classify.py --sections throughput --device cuda --http-requests 1000 --http-max-seconds 60 --out "$OUT/classify-gpu.json" \
+  2> "$OUT/classify-gpu.log" | tail -c 3000
+tail -5 "$OUT/classify-gpu.log"
