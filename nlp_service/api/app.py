@@ -20,9 +20,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from threadpoolctl import threadpool_limits
+
+        # Process-wide: concurrent requests each run one BLAS call; extra BLAS threads only spin.
+        limiter = threadpool_limits(limits=settings.blas_threads, user_api="blas")
         app.state.models.load_all()
-        yield
-        await app.state.models.close()
+        try:
+            yield
+        finally:
+            await app.state.models.close()
+            limiter.restore_original_limits()
 
     app = FastAPI(
         title="nlp-service",

@@ -62,7 +62,7 @@ class HnswIndex:
     def save(self, path: Path) -> None:
         self._index.save_index(str(path))
 
-    def query(self, vectors: np.ndarray, k: int, ef: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, vectors: np.ndarray, k: int, ef: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Labels and cosine similarities of the ``k`` nearest items, best first, per query row."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         k = min(k, self._index.get_current_count())
@@ -73,7 +73,7 @@ class HnswIndex:
 
 
 def recall_at_k(
-    unit_vectors: np.ndarray, index: HnswIndex, *, k: int = 10, queries: int = 1000, ef: int = 128, seed: int = 0
+    unit_vectors: np.ndarray, index: HnswIndex, *, k: int = 10, queries: int = 1000, ef: int = 64, seed: int = 0
 ) -> dict[str, Any]:
     """Recall@k of ``index`` against exact search, with vocabulary words as queries."""
     count = unit_vectors.shape[0]

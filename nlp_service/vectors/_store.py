@@ -196,7 +196,7 @@ class VectorStore:
         return self._ann
 
     def build_ann(self, *, m: int = 16, ef_construction: int = 200, recall_queries: int = 1000,
-                  ef_search: int = 128, progress: bool = True) -> dict[str, Any]:
+                  ef_search: int = 64, progress: bool = True) -> dict[str, Any]:
         """Build the HNSW index and measure its recall@10 against exact search."""
         self._ann = HnswIndex.build(self.unit, m=m, ef_construction=ef_construction, progress=progress)
         recall = recall_at_k(self.unit, self._ann, k=10, queries=recall_queries, ef=ef_search)
@@ -280,7 +280,7 @@ class VectorStore:
         *,
         topn: int = 10,
         approximate: bool = False,
-        ef: int = 128,
+        ef: int = 64,
     ) -> list[Neighbor]:
         """Nearest words by cosine to the normalised mean (3CosAdd); input words excluded.
 
