@@ -61,13 +61,25 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: NLP_PORT or 8000).")] = None,
     models_dir: ModelsDir = None,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Load only this model (repeat).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Server processes (default: NLP_WORKERS or 1); each loads the models and batches on its own.")] = None,
 ) -> None:
     """Start the HTTP service (OpenAPI docs at /docs)."""
+    import os
+
     import uvicorn
 
     from .api import create_app
 
-    settings = _settings(models_dir, host=host, port=port, models=model or None)
+    settings = _settings(models_dir, host=host, port=port, models=model or None, workers=workers)
+    if settings.workers > 1:
+        # Worker processes build their own app from the environment: pass the overrides on.
+        os.environ["NLP_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
+        if settings.models is not None:
+            os.environ["NLP_MODELS"] = json.dumps(settings.models)
+        uvicorn.run("nlp_service.api.app:create_app", factory=True, host=settings.host, port=settings.port,
+                    workers=settings.workers, log_level=settings.log_level)
+        return
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
 
 

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(5.0, description="Micro-batching: longest wait for a batch to fill (ms).")
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(1, ge=1, description="Server processes (`serve --workers`).")
     log_level: str = "info"
 
     # Request limits: anything over them is a 4xx that says which limit was hit.
