@@ -72,6 +72,10 @@ def serve(
     from .api import create_app
 
     settings = _settings(models_dir, host=host, port=port, models=model or None, workers=workers)
+    # Before numpy loads its BLAS (worker processes inherit it too); the app's lifespan also
+    # applies the limit with threadpoolctl for apps built another way.
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(settings.blas_threads))
     if settings.workers > 1:
         # Worker processes build their own app from the environment: pass the overrides on.
         os.environ["NLP_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
