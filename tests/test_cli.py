@@ -523,3 +523,34 @@ def test_fetch_uses_existing_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "nlp-service convert" in result.stdout
     assert str(dest / "cc.es.300.vec.gz") in result.stdout
+
+
+def test_train_bow_and_rnn_on_a_user_csv(sentiment_file: Path, tmp_path: Path, isolated_settings: Path) -> None:
+    """Both classification pipelines from the command line on a user's CSV (other column names)."""
+    import csv
+
+    from nlp_service.classify import ClassifierModel
+
+    data = tmp_path / "encuesta.csv"
+    with open(sentiment_file, encoding="utf-8") as src, open(data, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["respuesta", "valoracion"])
+        for row in csv.DictReader(src, delimiter="\t"):
+            writer.writerow([row["text"], row["label"]])
+    models = tmp_path / "models"
+    result = invoke("train", "bow", str(data), "--name", "enc-bow", "--text-column", "respuesta",
+                    "--label-column", "valoracion", "--classifier", "linearsvc", "--cv", "3", "--models-dir",
+                    str(models))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert 0.5 < report["test"]["accuracy"] <= 1 and report["cross_validation"]["k"] == 3
+    result = invoke("train", "rnn", str(data), "--name", "enc-gru", "--text-column", "respuesta", "--label-column",
+                    "valoracion", "--cell", "gru", "--hidden-size", "8", "--embedding-dim", "8", "--epochs", "1",
+                    "--device", "cpu", "--models-dir", str(models))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["best_epoch"] == 1
+    for name in ("enc-bow", "enc-gru"):
+        preds = ClassifierModel.load(models / name, device="cpu").predict(["Muy buena."])
+        assert preds[0].label in {"pos", "neg"}
+    bad = invoke("train", "rnn", str(data), "--name", "x", "--label-column", "nota", "--models-dir", str(models))
+    assert bad.exit_code == 1 and "no column 'text'" in bad.stderr

@@ -39,6 +39,7 @@ def run_server(models_dir: Path, workdir: Path) -> Iterator[httpx.Client]:
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NLP_")}
     env["NLP_CACHE_DIR"] = str(workdir / "cache")
+    env["NLP_DEFAULT_SENTIMENT_MODEL"] = "rnn-small"
     stdout_path, stderr_path = workdir / "server.out", workdir / "server.err"
     cmd = [
         sys.executable,
@@ -250,3 +251,13 @@ def test_truncated_model_does_not_crash_server(
         assert ok(http.post("/v1/neighbors", json=body)) == ok(client.post("/v1/neighbors", json=body))
         # with no model named, the one loaded model answers
         assert ok(http.post("/v1/similarity", json={"word1": "rey", "word2": "dios"}))["model"] == "w2v-small"
+
+
+def test_sentiment_over_http(http: httpx.Client) -> None:
+    r = http.post("/v1/sentiment", json={"texts": ["Una película preciosa.", "Aburrida y larga."]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "rnn-small" and len(body["results"]) == 2
+    assert all(abs(sum(x["probabilities"].values()) - 1) < 1e-5 for x in body["results"])
+    r = http.post("/v1/classify", json={"texts": ["   "]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "empty_text"

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -264,7 +265,7 @@ def train_rnn(
         if progress:
             tqdm.write(f"epoch {epoch}: train_loss={record['train_loss']:.4f} val_loss={val_loss:.4f} "
                        f"val_acc={val['accuracy']:.4f} val_macro_f1={val['macro_f1']:.4f}"
-                       + (" *" if best_epoch == epoch else ""))
+                       + (" *" if best_epoch == epoch else ""), file=sys.stderr)
         if ckpt is not None:
             _save_checkpoint(ckpt, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
