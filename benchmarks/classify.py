@@ -862,7 +862,9 @@ def _serve_and_measure(cfg: Config, state: State, names: dict[str, str], texts: 
     proc, base, ready_s, server_log = _start_server(cfg, state, names, extra_env, label)
     out: dict[str, Any] = {
         "server": {"command": "python -m nlp_service serve --host 127.0.0.1 --models-dir <scratch> --model <lstm> "
-                   "--model <bow> (uvicorn, 1 process, access log at info)",
+                   "--model <bow> (uvicorn, 1 process, access log at info; serve's own thread defaults: "
+                   "NLP_BLAS_THREADS=1, OMP_WAIT_POLICY=PASSIVE, torch intra-op threads = cores unless "
+                   "OMP_NUM_THREADS is set)",
                    "env": {"NLP_DEVICE": cfg.device, "NLP_MAX_TEXTS": "256",
                            "NLP_DEFAULT_SENTIMENT_MODEL": names["lstm"], **extra_env},
                    "startup_to_ready_s": round(ready_s, 2)},
@@ -956,8 +958,8 @@ def bench_throughput(cfg: Config, state: State) -> dict[str, Any]:
                          "met_with_light_client": (entry["ratio_http_concurrent_light_client_to_bare"] or 0) >= 0.5}
     if cfg.threads_diagnostic:
         diag = _serve_and_measure(cfg, state, names, texts, _ONE_THREAD, "1-thread")
-        block: dict[str, Any] = {"why": "the same server with torch/BLAS limited to one thread: on few cores, "
-                                 "intra-op threads compete with the event loop and the client",
+        block: dict[str, Any] = {"why": "the same server with torch's intra-op threads also limited to one "
+                                 "(OMP_NUM_THREADS=1): on few cores, they compete with the event loop and the client",
                                  "server": diag.pop("server")}
         for key, res in diag.items():
             bare = out["models"][key]["bare"]["texts_per_s"]

@@ -213,6 +213,8 @@ def train_bow_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 13,
     cv: Annotated[int | None, typer.Option(help="Also report k-fold cross-validation on train+validation.")] = None,
     task: Task = "classification",
+    language: Annotated[str, typer.Option(help="Language of the texts: spaCy's tokenizer rules (es, en, ...).")]
+    = "es",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
     models_dir: ModelsDir = None,
 ) -> None:
@@ -227,7 +229,7 @@ def train_bow_cmd(
     with _user_errors():
         path, metrics = train_bow(data, settings.models_dir, name, params=params, text_column=text_column,
                                   label_column=label_column, validation=validation, test=test, seed=seed, cv=cv,
-                                  task=task, overwrite=overwrite)
+                                  task=task, language=language, overwrite=overwrite)
     typer.echo(json.dumps({"model": str(path), "test": metrics["test"], "cross_validation":
                            metrics.get("cross_validation")}, indent=2))
 
@@ -260,6 +262,8 @@ def train_rnn_cmd(
     test: Fraction = 0.1,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
     task: Task = "classification",
+    language: Annotated[str, typer.Option(help="Language of the texts: spaCy's tokenizer rules (es, en, ...).")]
+    = "es",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
     models_dir: ModelsDir = None,
 ) -> None:
@@ -279,7 +283,7 @@ def train_rnn_cmd(
             data, settings.models_dir, name, params=params, text_column=text_column, label_column=label_column,
             validation=validation, test=test, split_seed=split_seed, vectors=vectors,
             checkpoint_dir=settings.cache_dir / "checkpoints", device=device or settings.device, task=task,
-            overwrite=overwrite,
+            language=language, overwrite=overwrite,
         )
     typer.echo(json.dumps({"model": str(path), "test": metrics["test"], "best_epoch": metrics["best_epoch"],
                            "resumed_from_epoch": metrics["resumed_from_epoch"]}, indent=2))

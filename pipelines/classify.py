@@ -49,7 +49,7 @@ def train_bow(
     """Fit an n-gram baseline on train+validation, report test metrics (and k-fold CV if asked)."""
     params = params or BowParams()
     params.validate()
-    tokenizer = tokenizer_for_classification()
+    tokenizer = tokenizer_for_classification(language)
     data, split, record = _load_and_split(paths, text_column, label_column, validation, test, seed)
     fit_rows = split["train"] + split["validation"]  # a baseline has no early stopping: use both
     train = data.subset(fit_rows)
@@ -57,7 +57,7 @@ def train_bow(
     metrics = evaluate(model, data.subset(split["test"]))
     metrics.update(info)
     if cv:
-        metrics["cross_validation"] = cross_validate(train, params, cv, seed)
+        metrics["cross_validation"] = cross_validate(train, params, cv, seed, tokenizer)
     path = save_classifier(
         models_dir, name, backend="bow", tokenizer=tokenizer, classes=model.classes,
         params={"bow": asdict(params), "seed": seed}, data=_data_block(data, text_column, label_column),
@@ -76,13 +76,13 @@ def evaluate(model: Any, test: LabeledData) -> dict[str, Any]:
             "predict_seconds": round(seconds, 3), "predict_texts_per_second": round(len(test.texts) / seconds)}
 
 
-def cross_validate(data: LabeledData, params: BowParams, k: int, seed: int) -> dict[str, Any]:
+def cross_validate(data: LabeledData, params: BowParams, k: int, seed: int, tokenizer: Any) -> dict[str, Any]:
     folds = stratified_folds(data.labels, k, seed)
     accs, f1s = [], []
     for i, held in enumerate(folds):
         rest = [r for j, f in enumerate(folds) if j != i for r in f]
         train = data.subset(rest)
-        model, _ = BowClassifier.fit(train.texts, train.labels, params, tokenizer_for_classification(), seed=seed)
+        model, _ = BowClassifier.fit(train.texts, train.labels, params, tokenizer, seed=seed)
         m = classification_metrics([data.labels[r] for r in held], model.predict([data.texts[r] for r in held]),
                                    model.classes)
         accs.append(m["accuracy"])
@@ -132,7 +132,7 @@ def train_recurrent(
 
     params = params or RNNParams()
     params.validate()
-    tokenizer = tokenizer_for_classification()
+    tokenizer = tokenizer_for_classification(language)
     data, split, record = _load_and_split(paths, text_column, label_column, validation, test, split_seed)
     tokens = list(tokenizer.tokenize_many(data.texts))
     vocab = Vocabulary.build([tokens[i] for i in split["train"]], params.min_freq, params.max_vocab)

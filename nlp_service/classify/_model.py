@@ -130,9 +130,9 @@ def save_classifier(
     return Path(models_dir) / name
 
 
-def tokenizer_for_classification() -> Tokenizer:
-    """Punctuation carries sentiment ('!', '?'), so it is kept."""
-    return Tokenizer(lowercase=True, keep_punct=True)
+def tokenizer_for_classification(language: str | None = None) -> Tokenizer:
+    """spaCy's rules for ``language`` (default Spanish); punctuation carries sentiment, so it stays."""
+    return Tokenizer(language=language or "es", lowercase=True, keep_punct=True)
 
 
 
