@@ -35,3 +35,17 @@ def resolve_model(manager: ModelManager, kind: str, name: str | None, default: s
             detail["load_error"] = manager.failed[name]
         raise APIError(404, "model_not_found", f"no {kind} model named {name!r}", detail)
     return model
+
+
+def check_texts(texts: list[str], settings: Settings) -> None:
+    """422 for too many texts, a text over the length limit, or an empty one (the first found)."""
+    if len(texts) > settings.max_texts:
+        raise APIError(422, "limit_exceeded", f"too many texts: {len(texts)} (at most {settings.max_texts})",
+                       {"limit": settings.max_texts, "got": len(texts), "setting": "NLP_MAX_TEXTS"})
+    for i, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            raise APIError(422, "limit_exceeded", f"texts[{i}] has {len(text)} characters "
+                           f"(at most {settings.max_text_chars})",
+                           {"index": i, "limit": settings.max_text_chars, "setting": "NLP_MAX_TEXT_CHARS"})
+        if not text.strip():
+            raise APIError(422, "empty_text", f"texts[{i}] is empty or only whitespace", {"index": i})

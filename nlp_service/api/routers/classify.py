@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ...classify import ClassifierModel
 from ...config import Settings
-from ..deps import get_manager, get_settings_dep, resolve_model
-from ..errors import APIError
+from ..deps import check_texts, get_manager, get_settings_dep, resolve_model
 from ..models import ModelManager
 from ..schemas.classify import ClassifyRequest, ClassifyResponse, ClassResult
 
@@ -20,24 +19,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ManagerDep = Annotated[ModelManager, Depends(get_manager)]
 
 
-def _check_texts(texts: list[str], settings: Settings) -> None:
-    if len(texts) > settings.max_texts:
-        raise APIError(422, "limit_exceeded", f"too many texts: {len(texts)} (at most {settings.max_texts})",
-                       {"limit": settings.max_texts, "got": len(texts), "setting": "NLP_MAX_TEXTS"})
-    for i, text in enumerate(texts):
-        if len(text) > settings.max_text_chars:
-            raise APIError(422, "limit_exceeded", f"texts[{i}] has {len(text)} characters "
-                           f"(at most {settings.max_text_chars})",
-                           {"index": i, "limit": settings.max_text_chars, "setting": "NLP_MAX_TEXT_CHARS"})
-        if not text.strip():
-            raise APIError(422, "empty_text", f"texts[{i}] is empty or only whitespace", {"index": i})
-
-
 async def _classify(request: Request, body: ClassifyRequest, default: str | None) -> ClassifyResponse:
     settings: Settings = request.app.state.settings
     manager: ModelManager = request.app.state.models
     model: ClassifierModel = resolve_model(manager, "classifier", body.model, default)
-    _check_texts(body.texts, settings)
+    check_texts(body.texts, settings)
     predictions = await manager.batcher(model.name).submit(body.texts)
     return ClassifyResponse(model=model.name, results=[ClassResult(label=p.label, probabilities=p.probabilities)
                                                       for p in predictions])

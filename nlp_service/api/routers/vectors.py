@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from ...config import Settings
 from ...vectors import Neighbor as StoreNeighbor
 from ...vectors import NoAnnIndex, VectorsModel, WordNotFound
-from ..deps import get_manager, get_settings_dep, resolve_model
+from ..deps import check_texts, get_manager, get_settings_dep, resolve_model
 from ..errors import APIError
 from ..models import ModelManager
 from ..schemas.vectors import (
@@ -130,14 +130,7 @@ def word_vectors(body: WordVectorsRequest, manager: ManagerDep, settings: Settin
              summary="Vectors of texts: mean of their token vectors")
 def text_vectors(body: TextVectorsRequest, manager: ManagerDep, settings: SettingsDep) -> TextVectorsResponse:
     model = _model(manager, settings, body.model)
-    _limit(len(body.texts), settings.max_texts, "texts", "max_texts")
-    for i, text in enumerate(body.texts):
-        if len(text) > settings.max_text_chars:
-            raise APIError(422, "limit_exceeded", f"texts[{i}] has {len(text)} characters "
-                           f"(at most {settings.max_text_chars})", {"index": i, "limit": settings.max_text_chars,
-                                                                    "setting": "NLP_MAX_TEXT_CHARS"})
-        if not text.strip():
-            raise APIError(422, "empty_text", f"texts[{i}] is empty or only whitespace", {"index": i})
+    check_texts(body.texts, settings)
     out = []
     for text in body.texts:
         vec, tokens, oov = model.text_vector(text, normalized=body.normalize)
