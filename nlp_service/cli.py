@@ -1,4 +1,4 @@
-"""Command line: ``nlp-service serve | defaults | train | fetch | convert | models``."""
+"""Command line: ``nlp-service serve | defaults | train | fetch | convert | translate | import-marian | models``."""
 
 from __future__ import annotations
 
@@ -289,6 +289,95 @@ def train_rnn_cmd(
                            "resumed_from_epoch": metrics["resumed_from_epoch"]}, indent=2))
 
 
+class Subword(StrEnum):
+    bpe = "bpe"
+    unigram = "unigram"
+
+
+class AttentionKind(StrEnum):
+    luong = "luong"
+    bahdanau = "bahdanau"
+
+
+class PairFormat(StrEnum):
+    auto = "auto"
+    tsv = "tsv"
+    csv = "csv"
+    jsonl = "jsonl"
+    anki = "anki"
+
+
+@train_app.command("translator")
+def train_translator_cmd(
+    data: Annotated[list[Path] | None, typer.Argument(
+        help="Parallel files: TSV/CSV/JSONL with a column per language code (es, en), or a Tatoeba/Anki "
+        "export (spa-eng.zip or its spa.txt). Default: the shipped Bible + LibreOffice pairs.")] = None,
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")] = "",
+    source: Annotated[str, typer.Option(help="Source language code (a column name of the files).")] = "es",
+    target: Annotated[str, typer.Option(help="Target language code.")] = "en",
+    format: Annotated[PairFormat, typer.Option(help="File format (default: from the file name).")] = PairFormat.auto,
+    source_column: Annotated[str | None, typer.Option(help="Source column, if not named by the language.")] = None,
+    target_column: Annotated[str | None, typer.Option(help="Target column, if not named by the language.")] = None,
+    subword: Annotated[Subword, typer.Option(help="Subword algorithm: bpe or unigram.")] = Subword.bpe,
+    vocab_size: Annotated[int, typer.Option(help="Subword vocabulary size (per language, or joint).")] = 8000,
+    joint_vocab: Annotated[bool, typer.Option(help="One vocabulary for both languages (shares embeddings).")]
+    = False,
+    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 256,
+    hidden_size: Annotated[int, typer.Option(help="Decoder units (the encoder has half per direction).")] = 512,
+    encoder_layers: Annotated[int, typer.Option(help="Stacked bidirectional encoder layers.")] = 1,
+    decoder_layers: Annotated[int, typer.Option(help="Stacked decoder layers.")] = 1,
+    attention: Annotated[AttentionKind, typer.Option(help="Score: luong (general) or bahdanau (additive).")]
+    = AttentionKind.luong,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers, before the output.")] = 0.2,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the cross-entropy.")] = 0.1,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better val BLEU.")] = 3,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
+    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per batch (batches group similar lengths).")]
+    = 4000,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate (halved after an epoch without "
+                                                      "a better val BLEU).")] = 1e-3,
+    clip_norm: Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")] = 1.0,
+    max_words: Annotated[int, typer.Option(help="Drop pairs with a side longer than this many words.")] = 80,
+    max_tokens: Annotated[int, typer.Option(help="Cut each side to this many subword pieces.")] = 120,
+    beam_size: Annotated[int, typer.Option(help="Beam size of the test-set evaluation.")] = 5,
+    validation: Fraction = 0.05,
+    test: Fraction = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batches.")] = 13,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/validation/test split.")] = 13,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Train a seq2seq translator (BiLSTM encoder, LSTM decoder, attention). Interrupted? Run it again: it resumes."""
+    from pipelines.translate import build_translator
+
+    from .data import PARALLEL_ES_EN
+    from .translate import LengthFilter, Seq2SeqParams
+
+    settings = _settings(models_dir)
+    with _user_errors():
+        params = Seq2SeqParams(
+            subword=subword.value, vocab_size=vocab_size, joint_vocab=joint_vocab,  # type: ignore[arg-type]
+            max_source_tokens=max_tokens, max_target_tokens=max_tokens, embedding_dim=embedding_dim,
+            hidden_size=hidden_size, encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+            attention=attention.value, dropout=dropout, label_smoothing=label_smoothing,  # type: ignore[arg-type]
+            batch_tokens=batch_tokens, epochs=epochs, learning_rate=learning_rate, clip_norm=clip_norm,
+            patience=patience, max_minutes=max_minutes, seed=seed,
+        )
+        path, metrics = build_translator(
+            data or list(PARALLEL_ES_EN), settings.models_dir, name or f"translate-{source}-{target}",
+            source=source, target=target, params=params, length=LengthFilter(max_words=max_words),
+            validation=validation, test=test, split_seed=split_seed,
+            fmt=None if format == PairFormat.auto else format.value, source_column=source_column,
+            target_column=target_column, beam_size=beam_size, checkpoint_dir=settings.cache_dir / "checkpoints",
+            device=device or settings.device, overwrite=overwrite,
+        )
+    typer.echo(json.dumps({"model": str(path), "test": metrics["test"], "best_epoch": metrics["best_epoch"],
+                           "stopped": metrics["stopped"], "train_seconds": metrics["train_seconds"],
+                           "samples": metrics["samples"][:3]}, indent=2, ensure_ascii=False))
+
+
 class CcFormat(StrEnum):
     bin = "bin"
     vec = "vec"
@@ -309,6 +398,63 @@ def fetch_cc_es(
     with _user_errors():
         path = fetch(dest or settings.cache_dir / "downloads", format.value, url=url, timeout=timeout)
     typer.echo(f"downloaded {path}\nnext: nlp-service convert {path} --name cc-es --limit 200000")
+
+
+@fetch_app.command("tatoeba")
+def fetch_tatoeba_cmd(
+    lang: Annotated[str, typer.Option(help="Three-letter code of the language paired with English.")] = "spa",
+    dest: Annotated[Path | None, typer.Option(help="Folder (default: NLP_CACHE_DIR/downloads).")] = None,
+    url: Annotated[str | None, typer.Option(help="Another address (a mirror).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 20.0,
+) -> None:
+    """Download the Tatoeba sentence pairs (manythings.org Anki export, e.g. spa-eng.zip) for `train translator`."""
+    from pipelines.pretrained import fetch_tatoeba
+
+    settings = _settings()
+    with _user_errors():
+        path = fetch_tatoeba(dest or settings.cache_dir / "downloads", lang, url=url, timeout=timeout)
+    typer.echo(f"downloaded {path}\nnext: nlp-service train translator {path} --source es --target en")
+
+
+@app.command()
+def translate(
+    texts: Annotated[list[str], typer.Argument(help="Texts to translate ('-' reads one per line from stdin).")],
+    model: Annotated[str, typer.Option(help="Translator model name.")] = "translate-es-en",
+    beam_size: Annotated[int, typer.Option(min=1, help="Beam width (1: greedy).")] = 5,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Translate texts with a saved translator, one translation per line."""
+    from .translate import TranslatorModel
+
+    settings = _settings(models_dir)
+    if texts == ["-"]:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
+    with _user_errors():
+        translator = TranslatorModel.load(Path(settings.models_dir) / model, device=device or settings.device)
+        translator.check_lengths(texts)
+        for line in translator.translate(texts, beam_size=beam_size):
+            typer.echo(line)
+
+
+@app.command("import-marian")
+def import_marian_cmd(
+    source: Annotated[str, typer.Argument(help="A save_pretrained folder, or a hub name with internet "
+                                               "(e.g. Helsinki-NLP/opus-mt-es-en).")],
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
+    source_lang: Annotated[str, typer.Option("--source", help="Source language code.")] = "es",
+    target_lang: Annotated[str, typer.Option("--target", help="Target language code.")] = "en",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Save a pretrained Marian translation model (transformers) as a translator the service can load."""
+    from .translate import import_marian
+
+    settings = _settings(models_dir)
+    with _user_errors():
+        path = import_marian(source, settings.models_dir, name, source_lang=source_lang, target_lang=target_lang,
+                             overwrite=overwrite)
+    typer.echo(f"saved {path}")
 
 
 @app.command()
@@ -368,8 +514,10 @@ def _summary(metrics: dict[str, Any]) -> str:
         parts.append(f"analogy_acc={metrics['analogy']['accuracy']}")
     if "similarity" in metrics:
         parts.append(f"spearman={metrics['similarity']['spearman']}")
-    if "test" in metrics:
+    if "test" in metrics and "accuracy" in metrics["test"]:
         parts.append(f"test_acc={metrics['test']['accuracy']} macro_f1={metrics['test']['macro_f1']}")
+    if "test" in metrics and "bleu" in metrics["test"]:
+        parts.append(f"test_bleu={metrics['test']['bleu']} chrf={metrics['test']['chrf']}")
     if "ann" in metrics:
         parts.append(f"ann_recall@10={metrics['ann'].get('recall_at_10')}")
     return " ".join(parts)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     default_classifier_model: str | None = Field(
         None, description="Model of /v1/classify when a request names none; default: 'bow-es' or the first loaded."
     )
+    default_translator_model: str | None = Field(
+        None, description="Translator used when a request's languages match several; default: the first loaded."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where tensor models run.")
     batch_max_size: int = Field(64, description="Micro-batching: most texts in one forward pass.")
     batch_max_wait_ms: float = Field(5.0, description="Micro-batching: longest wait for a batch to fill (ms).")
@@ -55,6 +58,7 @@ class Settings(BaseSettings):
     max_texts: int = Field(256, description="Most texts in one request.")
     max_text_chars: int = Field(20_000, description="Longest text accepted (characters).")
     max_topn: int = Field(1_000, description="Largest topn for neighbour queries.")
+    max_beam_size: int = Field(8, description="Largest beam width of a translation request.")
 
     ann_ef_search: int = Field(64, description="HNSW ef at query time (higher: better recall, slower).")
     blas_threads: int = Field(

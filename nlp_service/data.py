@@ -14,6 +14,7 @@ import io
 import json
 import os
 import sys
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -22,6 +23,10 @@ DATASETS_DIR = Path(__file__).parent / "datasets"
 SPANISH_CORPUS = tuple(sorted((DATASETS_DIR / "corpus_es").glob("*.txt.gz")))
 SENTIMENT_EN = DATASETS_DIR / "sentiment" / "movie_reviews_en.tsv.gz"
 SENTIMENT_ES = DATASETS_DIR / "sentiment" / "movie_reviews_es_mt.tsv.gz"
+# Parallel Spanish/English text, columns ``id es en`` (see datasets/README.md).
+PARALLEL_BIBLE = DATASETS_DIR / "parallel" / "rv1909_kjv.tsv.gz"
+PARALLEL_LIBREOFFICE = DATASETS_DIR / "parallel" / "libreoffice_ui.tsv.gz"
+PARALLEL_ES_EN = (PARALLEL_BIBLE, PARALLEL_LIBREOFFICE)
 
 # csv rows may hold long paragraphs.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -133,6 +138,71 @@ def _delimited_rows(fh: IO[str], fmt: str, columns: Sequence[str], path: str | P
 def iter_labeled(path: str | Path, text_column: str = "text", label_column: str = "label") -> Iterator[tuple[str, str]]:
     """Yield ``(text, label)`` pairs from a CSV, TSV or JSONL file (columns chosen by name)."""
     yield from iter_records(path, [text_column, label_column])  # type: ignore[misc]
+
+
+def parallel_format(path: str | Path) -> str:
+    """``anki`` for Tatoeba/Anki exports (``.zip``, or ``.txt`` lines ``English<TAB>Other[<TAB>attribution]``),
+    else the record format of :func:`record_format` (TSV/CSV/JSONL with a header naming the languages)."""
+    fmt = record_format(path)
+    return "anki" if Path(path).suffix.lower() == ".zip" or fmt == "text" else fmt
+
+
+def iter_parallel(path: str | Path, source: str, target: str, *, fmt: str | None = None,
+                  source_column: str | None = None, target_column: str | None = None) -> Iterator[tuple[str, str]]:
+    """Yield ``(source_text, target_text)`` pairs of one parallel file.
+
+    TSV/CSV/JSONL: columns named by the language codes (``es``, ``en``) unless
+    ``source_column`` / ``target_column`` say otherwise. Anki/Tatoeba exports (``spa-eng.zip``
+    or the ``spa.txt`` inside it): English is the first field, the other language the second, so
+    one of ``source``/``target`` must be ``en``. Pairs with an empty side are skipped.
+    """
+    fmt = fmt or parallel_format(path)
+    if fmt == "anki":
+        if "en" not in (source, target) or source == target:
+            raise DataError(f"{path}: an Anki/Tatoeba file pairs English with one other language; "
+                            f"asked for {source}->{target}")
+        for english, other in iter_anki_pairs(path):
+            yield (english, other) if source == "en" else (other, english)
+        return
+    yield from iter_records(path, [source_column or source, target_column or target])  # type: ignore[misc]
+
+
+def iter_anki_pairs(path: str | Path) -> Iterator[tuple[str, str]]:
+    """``(english, other)`` pairs of a Tatoeba/Anki export: lines ``English<TAB>Other<TAB>attribution``.
+
+    Reads the ``.txt`` file itself or the ``.zip`` that manythings.org publishes (the one text
+    file in it that is not ``_about.txt``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith(".txt") and not Path(n).name.startswith("_")]
+                if len(names) != 1:
+                    raise DataError(f"{path}: expected one sentence file in the archive, found {names}")
+                with zf.open(names[0]) as raw:
+                    yield from _anki_lines(io.TextIOWrapper(raw, encoding="utf-8", newline=""), f"{path}:{names[0]}")
+        else:
+            with open_text(path) as fh:
+                yield from _anki_lines(fh, str(path))
+    except (OSError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+
+
+def _anki_lines(fh: IO[str], where: str) -> Iterator[tuple[str, str]]:
+    for lineno, line in enumerate(fh, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise DataError(f"{where}:{lineno}: expected English<TAB>translation[<TAB>attribution], "
+                            f"found {len(fields)} field")
+        english, other = fields[0].strip(), fields[1].strip()
+        if english and other:
+            yield english, other
 
 
 def iter_corpus(paths: Iterable[str | Path], column: str | None = None) -> Iterator[str]:

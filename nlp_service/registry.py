@@ -29,6 +29,7 @@ Loader = Callable[[Path, Manifest, Any], LoadedModel]
 _BUILTIN: dict[str, str] = {
     "vectors": "nlp_service.vectors:VectorsModel.load",
     "classifier": "nlp_service.classify:ClassifierModel.load",
+    "translator": "nlp_service.translate:TranslatorModel.load",
 }
 _LOADERS: dict[str, Loader] = {}
 

@@ -65,10 +65,29 @@ def _build_sentiment_es(settings: Settings, progress: bool) -> Path:
     return path
 
 
+def _build_translate_es_en(settings: Settings, progress: bool) -> Path:
+    from nlp_service.data import PARALLEL_ES_EN
+    from nlp_service.translate import LengthFilter, Seq2SeqParams
+
+    from .translate import build_translator
+
+    # Demo quality by design: a small network and a 5-minute training budget on 2 CPU cores, so that
+    # `make serve` stays quick. `nlp-service train translator` trains a real one (see README).
+    params = Seq2SeqParams(vocab_size=4000, embedding_dim=128, hidden_size=256, learning_rate=2e-3, dropout=0.1,
+                           epochs=20, max_minutes=5.0, val_sentences=200)
+    path, _ = build_translator(list(PARALLEL_ES_EN), settings.models_dir, "translate-es-en", source="es", target="en",
+                               params=params, length=LengthFilter(max_words=40), beam_size=5,
+                               checkpoint_dir=settings.cache_dir / "checkpoints", device=settings.device,
+                               overwrite=True, progress=progress)
+    return path
+
+
 DEFAULT_MODELS: tuple[DefaultModel, ...] = (
     DefaultModel("w2v-es", "vectors", "Spanish word2vec (CBOW, 100d) on the shipped corpus", _build_w2v_es),
     DefaultModel("bow-es", "classifier", "Spanish sentiment baseline (word 1-2-gram Naive Bayes)", _build_bow_es),
     DefaultModel("sentiment-es", "classifier", "Spanish sentiment BiLSTM on the shipped reviews", _build_sentiment_es),
+    DefaultModel("translate-es-en", "translator", "Spanish->English seq2seq LSTM, demo quality (5 min of training)",
+                 _build_translate_es_en),
 )
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads OpenMP: idle threads sleep instead of spinning (spinning threads on a busy
+# 2-core machine slowed small training runs many-fold).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import gzip
 import itertools
 from collections.abc import Iterator
@@ -14,7 +20,7 @@ from gensim.test.utils import datapath
 from nlp_service.api import create_app
 from nlp_service.classify import BowParams
 from nlp_service.config import Settings
-from nlp_service.data import DATASETS_DIR, SENTIMENT_ES
+from nlp_service.data import DATASETS_DIR, PARALLEL_BIBLE, PARALLEL_LIBREOFFICE, SENTIMENT_ES
 from nlp_service.text import Tokenizer
 from nlp_service.vectors import Word2VecParams, convert_vectors
 from pipelines.classify import train_bow, train_recurrent
@@ -84,8 +90,34 @@ def rnn_model(models_dir: Path, sentiment_file: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def parallel_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Real es/en pairs, cut: 1,500 LibreOffice strings and 300 Bible verses, as two TSV files."""
+    folder = tmp_path_factory.mktemp("parallel")
+    paths = []
+    for source, rows in ((PARALLEL_LIBREOFFICE, 1500), (PARALLEL_BIBLE, 300)):
+        path = folder / source.name.removesuffix(".gz")
+        with gzip.open(source, "rt", encoding="utf-8") as src:
+            path.write_text("".join(itertools.islice(src, rows + 1)), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def translator_model(models_dir: Path, parallel_files: list[Path]) -> Path:
+    """A tiny es->en seq2seq translator trained by the real pipeline (quality: none to speak of)."""
+    from nlp_service.translate import Seq2SeqParams
+    from pipelines.translate import build_translator
+
+    params = Seq2SeqParams(vocab_size=400, embedding_dim=32, hidden_size=64, epochs=2, batch_tokens=1500,
+                           val_sentences=50, max_source_tokens=60)
+    path, _ = build_translator(parallel_files, models_dir, "tr-small", source="es", target="en", params=params,
+                               validation=0.05, test=0.05, device="cpu", progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def settings(models_dir: Path, cache_dir: Path, w2v_model: Path, ft_model: Path, bow_model: Path,
-             rnn_model: Path) -> Settings:
+             rnn_model: Path, translator_model: Path) -> Settings:
     return Settings(models_dir=models_dir, cache_dir=cache_dir, default_vectors_model="w2v-small",
                     default_sentiment_model="rnn-small", default_classifier_model="bow-small", device="cpu",
                     preload_ann=False, max_words=50, max_texts=8, max_text_chars=2000, max_topn=100,

@@ -23,7 +23,7 @@ from nlp_service.vectors import VectorsModel
 W2V = "w2v-small"
 FT = "ft-lee"
 # The session models dir also holds two small sentiment classifiers (tests/test_classify_api.py).
-ALL_MODELS = ["bow-small", FT, "rnn-small", W2V]
+ALL_MODELS = ["bow-small", FT, "rnn-small", "tr-small", W2V]
 TOL = 1e-5
 
 
@@ -113,6 +113,7 @@ def test_info(client: TestClient, settings: Settings) -> None:
         "max_texts": 8,
         "max_text_chars": 2000,
         "max_topn": 100,
+        "max_beam_size": 8,
     }
 
 
@@ -134,6 +135,7 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/v1/embeddings/texts",
         "/v1/classify",
         "/v1/sentiment",
+        "/v1/translate",
     }
     for path in (
         "/v1/similarity",

@@ -115,6 +115,12 @@ HELP_OPTIONS: dict[tuple[str, ...], list[str]] = {
     ],
     ("fetch",): ["--help"],
     ("fetch", "cc-es"): ["--format", "--dest", "--url", "--timeout"],
+    ("fetch", "tatoeba"): ["--lang", "--dest", "--url", "--timeout"],
+    ("train", "translator"): ["--name", "--source", "--target", "--format", "--subword", "--vocab-size",
+                              "--joint-vocab", "--hidden-size", "--attention", "--label-smoothing", "--max-minutes",
+                              "--batch-tokens", "--beam-size", "--device", "--models-dir"],
+    ("translate",): ["--model", "--beam-size", "--device", "--models-dir"],
+    ("import-marian",): ["--name", "--source", "--target", "--overwrite", "--models-dir"],
 }
 
 
@@ -151,9 +157,9 @@ def test_help_lists_options(path: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     ("group", "commands"),
     [
-        ((), ["serve", "defaults", "convert", "models", "train", "fetch"]),
-        (("train",), ["word2vec"]),
-        (("fetch",), ["cc-es"]),
+        ((), ["serve", "defaults", "convert", "models", "train", "fetch", "translate", "import-marian"]),
+        (("train",), ["word2vec", "bow", "rnn", "translator"]),
+        (("fetch",), ["cc-es", "tatoeba"]),
     ],
 )
 def test_help_lists_commands(group: tuple[str, ...], commands: list[str]) -> None:

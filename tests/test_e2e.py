@@ -105,7 +105,7 @@ def ok(r: httpx.Response) -> dict[str, Any]:
 
 def test_ready_and_models(http: httpx.Client) -> None:
     assert ok(http.get("/health")) == {"status": "ok"}
-    models = ["bow-small", "ft-lee", "rnn-small", "w2v-small"]
+    models = ["bow-small", "ft-lee", "rnn-small", "tr-small", "w2v-small"]
     assert ok(http.get("/ready")) == {"status": "ready", "models": models, "failed": []}
     body = ok(http.get("/v1/models"))
     assert body["failed"] == []
@@ -261,3 +261,14 @@ def test_sentiment_over_http(http: httpx.Client) -> None:
     assert all(abs(sum(x["probabilities"].values()) - 1) < 1e-5 for x in body["results"])
     r = http.post("/v1/classify", json={"texts": ["   "]})
     assert r.status_code == 422 and r.json()["error"]["code"] == "empty_text"
+
+
+def test_translate_over_http(http: httpx.Client) -> None:
+    texts = ["Pulse el icono para más información.", "Y dijo Dios: Sea la luz."]
+    r = http.post("/v1/translate", json={"texts": texts, "source": "es", "target": "en", "beam_size": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "tr-small" and len(body["translations"]) == 2
+    assert all(isinstance(t, str) and t for t in body["translations"])
+    r = http.post("/v1/translate", json={"texts": texts, "source": "en", "target": "es"})
+    assert r.status_code == 404 and r.json()["error"]["details"]["available"] == ["es->en"]

@@ -41,7 +41,8 @@ def info(manager: ManagerDep, settings: Annotated[Settings, Depends(get_settings
         "models": sorted(manager.models),
         "load_seconds": manager.load_seconds,
         "limits": {k: getattr(settings, k) for k in
-                   ("max_body_bytes", "max_words", "max_texts", "max_text_chars", "max_topn")},
+                   ("max_body_bytes", "max_words", "max_texts", "max_text_chars", "max_topn",
+                    "max_beam_size")},
     }
 
 

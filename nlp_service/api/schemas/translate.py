@@ -1,0 +1,27 @@
+"""Request and response bodies of the translation endpoint."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TranslateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"texts": ["Pulse el icono para más información.", "Y dijo Dios: Sea la luz."],
+                      "source": "es", "target": "en", "beam_size": 5}]})
+
+    texts: list[str] = Field(min_length=1, description="Texts to translate (at most NLP_MAX_TEXTS).")
+    source: str | None = Field(None, description="Source language code; with `target`, picks the model.",
+                               examples=["es"])
+    target: str | None = Field(None, description="Target language code.", examples=["en"])
+    model: str | None = Field(None, description="Translator name (GET /v1/models); overrides source/target.")
+    beam_size: int = Field(5, ge=1, description="Beam width; 1 is greedy decoding (at most NLP_MAX_BEAM_SIZE).")
+    max_length: int | None = Field(None, ge=1, le=512,
+                                   description="Most subword pieces per translation (default: 2 x source + 10).")
+
+
+class TranslateResponse(BaseModel):
+    model: str
+    source: str
+    target: str
+    translations: list[str]
