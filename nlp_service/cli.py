@@ -339,6 +339,8 @@ def train_translator_cmd(
                                                       "a better val BLEU).")] = 1e-3,
     clip_norm: Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")] = 1.0,
     max_words: Annotated[int, typer.Option(help="Drop pairs with a side longer than this many words.")] = 80,
+    max_ratio: Annotated[float, typer.Option(help="Drop pairs whose longer side has more than this many times "
+                                                  "the words of the shorter (+2).")] = 3.0,
     max_tokens: Annotated[int, typer.Option(help="Cut each side to this many subword pieces.")] = 120,
     beam_size: Annotated[int, typer.Option(help="Beam size of the test-set evaluation.")] = 5,
     validation: Fraction = 0.05,
@@ -367,7 +369,7 @@ def train_translator_cmd(
         )
         path, metrics = build_translator(
             data or list(PARALLEL_ES_EN), settings.models_dir, name or f"translate-{source}-{target}",
-            source=source, target=target, params=params, length=LengthFilter(max_words=max_words),
+            source=source, target=target, params=params, length=LengthFilter(max_words=max_words, max_ratio=max_ratio),
             validation=validation, test=test, split_seed=split_seed,
             fmt=None if format == PairFormat.auto else format.value, source_column=source_column,
             target_column=target_column, beam_size=beam_size, checkpoint_dir=settings.cache_dir / "checkpoints",
@@ -421,6 +423,7 @@ def translate(
     texts: Annotated[list[str], typer.Argument(help="Texts to translate ('-' reads one per line from stdin).")],
     model: Annotated[str, typer.Option(help="Translator model name.")] = "translate-es-en",
     beam_size: Annotated[int, typer.Option(min=1, help="Beam width (1: greedy).")] = 5,
+    length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam length normalisation (GNMT alpha).")] = 0.6,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
     models_dir: ModelsDir = None,
 ) -> None:
@@ -433,7 +436,7 @@ def translate(
     with _user_errors():
         translator = TranslatorModel.load(Path(settings.models_dir) / model, device=device or settings.device)
         translator.check_lengths(texts)
-        for line in translator.translate(texts, beam_size=beam_size):
+        for line in translator.translate(texts, beam_size=beam_size, length_penalty=length_penalty):
             typer.echo(line)
 
 

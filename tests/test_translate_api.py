@@ -37,6 +37,9 @@ def test_translate_matches_the_model(client: TestClient, translator_model: Path)
         body = r.json()
         assert (body["model"], body["source"], body["target"]) == ("tr-small", "es", "en")
         assert body["translations"] == direct.translate(TEXTS, beam_size=beam)
+    for alpha in (0.0, 2.0):
+        r = client.post("/v1/translate", json={"texts": TEXTS, "beam_size": 4, "length_penalty": alpha})
+        assert r.json()["translations"] == direct.translate(TEXTS, beam_size=4, length_penalty=alpha)
     # No languages given: the one translator answers; by name too.
     assert client.post("/v1/translate", json={"texts": TEXTS[:1]}).json()["model"] == "tr-small"
     assert client.post("/v1/translate", json={"texts": TEXTS[:1], "model": "tr-small"}).status_code == 200
@@ -66,6 +69,7 @@ def test_bad_input(client: TestClient) -> None:
     assert err["details"]["setting"] == "NLP_MAX_BEAM_SIZE"
     _error(client.post(url, json={"texts": ["hola"], "beam_size": 0}), 422, "validation_error")
     _error(client.post(url, json={"texts": ["hola"], "max_length": 0}), 422, "validation_error")
+    _error(client.post(url, json={"texts": ["hola"], "length_penalty": -1}), 422, "validation_error")
     _error(client.post(url, json={"texts": ["hola"], "temperature": 1}), 422, "validation_error")
     err = _error(client.post(url, json={"texts": ["hola"], "source": "fr", "target": "de"}), 404,
                  "no_translator_for_languages")

@@ -33,6 +33,7 @@ class TranslationRequest:
     text: str
     beam_size: int = DEFAULT_BEAM
     max_length: int | None = None
+    length_penalty: float = DEFAULT_ALPHA
 
 
 @dataclass
@@ -77,20 +78,22 @@ class TranslatorModel:
             if n > self.impl.max_source_tokens:
                 raise InputTooLong(i, n, self.impl.max_source_tokens)
 
-    def translate(self, texts: Sequence[str], *, beam_size: int = DEFAULT_BEAM, max_length: int | None = None
-                  ) -> list[str]:
+    def translate(self, texts: Sequence[str], *, beam_size: int = DEFAULT_BEAM, max_length: int | None = None,
+                  length_penalty: float = DEFAULT_ALPHA) -> list[str]:
+        """Translations of ``texts``. ``length_penalty`` is GNMT's alpha: 0 ranks beam hypotheses by
+        total log-probability (favours short ones), higher values favour longer ones."""
         texts = [" ".join(t.split()) for t in texts]
-        return self.impl.translate(texts, beam_size=beam_size, max_length=max_length)
+        return self.impl.translate(texts, beam_size=beam_size, max_length=max_length, alpha=length_penalty)
 
     def predict(self, items: Sequence[TranslationRequest]) -> list[str]:
         """Translate items with possibly different options, batching those that share them."""
         out: list[str] = [""] * len(items)
-        groups: dict[tuple[int, int | None], list[int]] = {}
+        groups: dict[tuple[int, int | None, float], list[int]] = {}
         for i, item in enumerate(items):
-            groups.setdefault((item.beam_size, item.max_length), []).append(i)
-        for (beam, max_length), rows in groups.items():
+            groups.setdefault((item.beam_size, item.max_length, item.length_penalty), []).append(i)
+        for (beam, max_length, alpha), rows in groups.items():
             for r, text in zip(rows, self.translate([items[r].text for r in rows], beam_size=beam,
-                                                    max_length=max_length), strict=True):
+                                                    max_length=max_length, length_penalty=alpha), strict=True):
                 out[r] = text
         return out
 
@@ -135,12 +138,13 @@ class _Seq2SeqRuntime:
     def count(self, texts: Sequence[str]) -> list[int]:
         return self.source.count(texts)
 
-    def translate(self, texts: Sequence[str], *, beam_size: int, max_length: int | None) -> list[str]:
+    def translate(self, texts: Sequence[str], *, beam_size: int, max_length: int | None, alpha: float
+                  ) -> list[str]:
         from ._seq2seq import decode_many
 
         encoded = self.source.encode(texts, self.max_source_tokens)
-        pieces = decode_many(self.model, encoded, beam_size=beam_size, max_length=max_length,
-                             alpha=DEFAULT_ALPHA, device=self.device)
+        pieces = decode_many(self.model, encoded, beam_size=beam_size, max_length=max_length, alpha=alpha,
+                             device=self.device)
         return self.target.decode(pieces)
 
 
@@ -167,7 +171,8 @@ class _MarianRuntime:
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
-    def translate(self, texts: Sequence[str], *, beam_size: int, max_length: int | None) -> list[str]:
+    def translate(self, texts: Sequence[str], *, beam_size: int, max_length: int | None, alpha: float
+                  ) -> list[str]:
         import torch
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -177,10 +182,11 @@ class _MarianRuntime:
             rows = order[lo : lo + step]
             batch = self.tokenizer([texts[r] for r in rows], return_tensors="pt", padding=True, truncation=True,
                                    max_length=self.max_source_tokens).to(self.device)
+            # generate() has one length cap per batch; batches hold texts of similar length.
             limit = max_length or int(2 * batch["input_ids"].shape[1] + 10)
             with torch.inference_mode():
                 generated = self.model.generate(**batch, num_beams=beam_size, max_new_tokens=limit,
-                                                do_sample=False, length_penalty=DEFAULT_ALPHA)
+                                                do_sample=False, length_penalty=alpha)
             for r, text in zip(rows, self.tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
                 out[r] = text.strip()
         return out

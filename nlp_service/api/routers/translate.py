@@ -53,7 +53,7 @@ async def translate(body: TranslateRequest, request: Request) -> TranslateRespon
     except InputTooLong as exc:
         raise APIError(422, "limit_exceeded", f"{exc}; split long texts into sentences",
                        {"index": exc.index, "pieces": exc.pieces, "limit": exc.limit}) from None
-    items = [TranslationRequest(text, body.beam_size, body.max_length) for text in body.texts]
+    items = [TranslationRequest(text, body.beam_size, body.max_length, body.length_penalty) for text in body.texts]
     translations = await manager.batcher(model.name).submit(items)
     return TranslateResponse(model=model.name, source=model.source_lang, target=model.target_lang,
                              translations=translations)

@@ -18,6 +18,8 @@ class TranslateRequest(BaseModel):
     beam_size: int = Field(5, ge=1, description="Beam width; 1 is greedy decoding (at most NLP_MAX_BEAM_SIZE).")
     max_length: int | None = Field(None, ge=1, le=512,
                                    description="Most subword pieces per translation (default: 2 x source + 10).")
+    length_penalty: float = Field(0.6, ge=0.0, le=5.0,
+                                  description="Beam search length normalisation (GNMT alpha); 0 favours short output.")
 
 
 class TranslateResponse(BaseModel):
