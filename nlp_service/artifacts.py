@@ -118,6 +118,18 @@ def read_manifest(model_dir: Path) -> Manifest:
     return Manifest.from_dict(raw)
 
 
+def open_model_dir(folder: Path, manifest: Manifest | None, kind: str, format_version: int) -> Manifest:
+    """The manifest of a model folder that must hold a ``kind`` model in a format this release
+    reads (``format_version`` or older), its files checked (sizes)."""
+    manifest = manifest or read_manifest(folder)
+    if manifest.kind != kind:
+        raise ArtifactError(f"{folder} holds a {manifest.kind!r} model, not {kind!r}")
+    if manifest.format_version > format_version:
+        raise ArtifactError(f"{folder}: format version {manifest.format_version} is newer than this release reads")
+    verify_files(folder, manifest)  # sizes only: cheap, catches truncated copies
+    return manifest
+
+
 def verify_files(model_dir: Path, manifest: Manifest, *, checksums: bool = False) -> None:
     """Check that every file the manifest lists is there with its size (and hash, if asked)."""
     for rel, info in manifest.files.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -24,6 +23,8 @@ from nlp_service.classify import (
     tokenizer_for_classification,
 )
 from nlp_service.data import DataError
+
+from ._plots import history_png
 
 
 def _load_and_split(paths: Sequence[Path], text_column: str, label_column: str, validation: float, test: float,
@@ -187,31 +188,10 @@ def train_recurrent(
 
 
 def training_curve_png(history: list[dict[str, float]], title: str) -> bytes | None:
-    if not history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
-    ax1.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("cross-entropy")
-    ax1.legend()
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="accuracy")
-    ax2.plot(epochs, [h["val_macro_f1"] for h in history], marker="o", label="macro-F1")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation")
-    ax2.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return history_png(history, title, [
+        ("cross-entropy", [("train_loss", "train"), ("val_loss", "validation")]),
+        ("validation", [("val_accuracy", "accuracy"), ("val_macro_f1", "macro-F1")]),
+    ])
 
 
 __all__ = ["DataError", "cross_validate", "evaluate", "train_bow", "train_recurrent", "training_curve_png"]

@@ -27,6 +27,8 @@ from nlp_service.translate import (
 )
 from nlp_service.translate._seq2seq import count_parameters
 
+from ._plots import history_png
+
 N_SAMPLES = 12
 
 
@@ -131,27 +133,8 @@ def read_test_split(model_dir: Path) -> tuple[list[str], list[str], list[str]]:
 
 
 def training_curve_png(history: list[dict[str, Any]], title: str) -> bytes | None:
-    if not history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("train cross-entropy (label-smoothed)")
-    ax2.plot(epochs, [h["val_bleu"] for h in history], marker="o")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation BLEU (greedy)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return history_png(history, title, [("train cross-entropy (label-smoothed)", [("train_loss", "train")]),
+                                        ("validation BLEU (greedy)", [("val_bleu", "BLEU")])])
 
 
 __all__ = ["build_translator", "read_test_split", "training_curve_png"]

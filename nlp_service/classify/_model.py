@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import ArtifactError, Manifest, atomic_model_dir, read_manifest, verify_files, write_manifest
+from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
 from ..text import Tokenizer
 from ._baseline import BowClassifier
 
@@ -43,10 +43,7 @@ class ClassifierModel:
              device: str | None = None) -> ClassifierModel:
         folder = Path(folder)
         device = device or getattr(settings, "device", None) or "auto"
-        manifest = manifest or read_manifest(folder)
-        if manifest.kind != KIND:
-            raise ArtifactError(f"{folder} holds a {manifest.kind!r} model, not {KIND!r}")
-        verify_files(folder, manifest)
+        manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         backend = manifest.extra.get("backend")
         tokenizer = Tokenizer.from_dict(manifest.extra["tokenizer"])
         classes = list(manifest.extra["classes"])

@@ -12,21 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from ..torch_utils import pick_device, save_checkpoint, seed_everything
 from ._metrics import classification_metrics
 
 PAD, UNK = "<pad>", "<unk>"
@@ -145,20 +144,6 @@ def _collate(encoded: Sequence[Sequence[int]], rows: Sequence[int], device: torc
     return ids.to(device, non_blocking=True), lengths
 
 
-def pick_device(preference: str = "auto") -> torch.device:
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def initial_embeddings(vocab: Vocabulary, lookup: Callable[[str], np.ndarray | None], dim: int, seed: int
                        ) -> tuple[torch.Tensor, int]:
     """Rows from ``lookup`` where it has a vector, small random ones elsewhere; returns (weights, found)."""
@@ -267,7 +252,7 @@ def train_rnn(
                        f"val_acc={val['accuracy']:.4f} val_macro_f1={val['macro_f1']:.4f}"
                        + (" *" if best_epoch == epoch else ""), file=sys.stderr)
         if ckpt is not None:
-            _save_checkpoint(ckpt, {
+            save_checkpoint(ckpt, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "best_model": best_state, "history": json.dumps(history), "best_f1": best_f1,
                 "best_epoch": best_epoch, "epoch": epoch, "torch_rng": torch.get_rng_state(),
@@ -276,13 +261,6 @@ def train_rnn(
         model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, best_epoch, resumed_from, round(time.perf_counter() - start, 2), str(dev))
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 @torch.inference_mode()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import ArtifactError, Manifest, atomic_model_dir, read_manifest, verify_files, write_manifest
+from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
 
 KIND = "translator"
 FORMAT_VERSION = 1
@@ -52,10 +52,7 @@ class TranslatorModel:
              device: str | None = None) -> TranslatorModel:
         folder = Path(folder)
         device = device or getattr(settings, "device", None) or "auto"
-        manifest = manifest or read_manifest(folder)
-        if manifest.kind != KIND:
-            raise ArtifactError(f"{folder} holds a {manifest.kind!r} model, not {KIND!r}")
-        verify_files(folder, manifest)
+        manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         backend = manifest.extra.get("backend")
         try:
             if backend == "seq2seq":
@@ -121,9 +118,9 @@ class _Seq2SeqRuntime:
     def load(cls, folder: Path, manifest: Manifest, device: str) -> _Seq2SeqRuntime:
         import torch
 
+        from ..torch_utils import pick_device
         from ._seq2seq import Seq2Seq, Seq2SeqParams
         from ._subwords import Subwords
-        from ._train import pick_device
 
         params = Seq2SeqParams(**manifest.params["seq2seq"])
         source = Subwords.load(folder / "source_subwords.json")
@@ -161,7 +158,7 @@ class _MarianRuntime:
     def load(cls, folder: Path, device: str) -> _MarianRuntime:
         from transformers import AutoTokenizer, MarianMTModel
 
-        from ._train import pick_device
+        from ..torch_utils import pick_device
 
         dev = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(folder)

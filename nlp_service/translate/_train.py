@@ -5,8 +5,6 @@ epoch that a restarted run resumes from, a time budget, mixed precision on CUDA.
 from __future__ import annotations
 
 import json
-import os
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..torch_utils import pick_device, save_checkpoint, seed_everything
 from ._seq2seq import Seq2Seq, Seq2SeqParams, collate, decode_many
 from ._subwords import BOS, PAD
 
@@ -32,14 +30,6 @@ class TrainResult:
     seconds: float
     device: str
     stopped: str  # "epochs" | "early_stopping" | "time_budget"
-
-
-def pick_device(preference: str = "auto") -> torch.device:
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def token_batches(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], batch_tokens: int,
@@ -73,13 +63,6 @@ def _teacher_forcing(tgt: Sequence[Sequence[int]], device: torch.device) -> tupl
     return inp, out
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_seq2seq(
     train_src: Sequence[Sequence[int]], train_tgt: Sequence[Sequence[int]], val_src: Sequence[Sequence[int]],
     val_refs: Sequence[str], *, source_vocab: int, target_vocab: int, params: Seq2SeqParams,
@@ -92,9 +75,7 @@ def train_seq2seq(
 
     params.validate()
     dev = pick_device(device)
-    random.seed(params.seed)
-    np.random.seed(params.seed)
-    torch.manual_seed(params.seed)
+    seed_everything(params.seed)
     model = Seq2Seq(source_vocab, target_vocab, params, share_embeddings=share_embeddings).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
     use_amp = dev.type == "cuda"
@@ -179,7 +160,7 @@ def train_seq2seq(
                        + (" *" if best_epoch == epoch else "")
                        + (" [time budget reached]" if stopped == "time_budget" else ""), file=sys.stderr)
         if ckpt is not None:
-            _save_checkpoint(ckpt, {
+            save_checkpoint(ckpt, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "best_model": best_state, "history": json.dumps(history), "best_bleu": best_bleu,
                 "best_epoch": best_epoch, "epoch": epoch, "seconds": time.perf_counter() - started,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import ArtifactError, Manifest, atomic_model_dir, read_manifest, verify_files, write_manifest
+from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
 from ..text import PhraseMerger, Tokenizer
 from ._convert import ConversionError, VectorFormat, read_vectors
 from ._store import VectorStore
@@ -37,12 +37,7 @@ class VectorsModel:
     @classmethod
     def load(cls, folder: Path, manifest: Manifest | None = None, settings: Any = None) -> VectorsModel:
         folder = Path(folder)
-        manifest = manifest or read_manifest(folder)
-        if manifest.kind != KIND:
-            raise ArtifactError(f"{folder} holds a {manifest.kind!r} model, not {KIND!r}")
-        if manifest.format_version > FORMAT_VERSION:
-            raise ArtifactError(f"{folder}: format version {manifest.format_version} is newer than this release reads")
-        verify_files(folder, manifest)  # sizes only: cheap, catches truncated copies
+        manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         try:
             store = VectorStore.load(folder / STORE_DIR)
         except ValueError as exc:
