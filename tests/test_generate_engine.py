@@ -1,0 +1,142 @@
+"""The GPT-2 decode engine against transformers' own generate, on a tiny random GPT-2 (CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from nlp_service.generate import GPT2Engine, SamplingParams
+
+VOCAB = 300
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    # A wider initialisation than GPT-2's 0.02 gives peaked next-token distributions: greedy choices
+    # are then far from ties, so float rounding between two implementations cannot flip them.
+    config = GPT2Config(vocab_size=VOCAB, n_positions=96, n_embd=64, n_layer=3, n_head=4, initializer_range=0.2,
+                        bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
+    return GPT2LMHeadModel(config).eval()
+
+
+PROMPTS = [[5, 17, 42, 9], [100], [7, 7, 7, 7, 7, 7, 7, 8, 9, 10, 11], [250, 3, 60]]
+
+
+def _hf_greedy(model: GPT2LMHeadModel, prompt: list[int], n: int, **kwargs: float) -> list[int]:
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                             max_new_tokens=n, do_sample=False, pad_token_id=VOCAB - 1, **kwargs)
+    tokens = out[0, len(prompt):].tolist()
+    return tokens
+
+
+def test_greedy_equals_transformers_generate(model: GPT2LMHeadModel) -> None:
+    engine = GPT2Engine(model, max_slots=4)
+    params = SamplingParams(max_new_tokens=24, ignore_eos=True)
+    ours = engine.generate(PROMPTS, params)
+    for prompt, got in zip(PROMPTS, ours, strict=True):
+        want = _hf_greedy(model, prompt, 24, min_new_tokens=24)  # generate also runs past EOS here
+        assert got == want
+
+
+def test_repetition_penalty_equals_transformers(model: GPT2LMHeadModel) -> None:
+    engine = GPT2Engine(model, max_slots=2)
+    params = SamplingParams(max_new_tokens=20, repetition_penalty=1.5, ignore_eos=True)
+    for prompt, got in zip(PROMPTS, engine.generate(PROMPTS, params), strict=True):
+        assert got == _hf_greedy(model, prompt, 20, repetition_penalty=1.5, min_new_tokens=20)
+
+
+def test_continuous_batching_gives_each_request_its_solo_result(model: GPT2LMHeadModel) -> None:
+    """Requests of different lengths join while others run, and leave when done: every output is
+    the one the request gets alone, and a short request finishes before a long one."""
+    solo = [GPT2Engine(model, max_slots=1).generate([p], SamplingParams(max_new_tokens=n, ignore_eos=True))[0]
+            for p, n in zip(PROMPTS, (30, 3, 12, 7), strict=True)]
+    engine = GPT2Engine(model, max_slots=2)  # fewer slots than requests: the last ones wait for a free slot
+    reqs = [engine.add(p, SamplingParams(max_new_tokens=n, ignore_eos=True))
+            for p, n in zip(PROMPTS, (30, 3, 12, 7), strict=True)]
+    finished_at = {}
+    step = 0
+    while engine.has_work:
+        for event in engine.step():
+            if event.finished:
+                finished_at[event.request.id] = step
+        step += 1
+    assert [r.output for r in reqs] == solo
+    assert finished_at[reqs[1].id] < finished_at[reqs[3].id] < finished_at[reqs[0].id]
+    assert all(r.finish_reason == "length" for r in reqs)
+
+
+def test_eos_stops_a_request(model: GPT2LMHeadModel) -> None:
+    free_run = _hf_greedy(model, [5, 17], 40, min_new_tokens=40)
+    # Declare a token that greedy decoding produces a few steps in to be the end-of-text token.
+    index = next(i for i in range(3, 40) if free_run[i] not in free_run[:i])
+    eos = free_run[index]
+    config = GPT2Config(**{**model.config.to_dict(), "eos_token_id": eos})
+    stopping = GPT2LMHeadModel(config).eval()
+    stopping.load_state_dict(model.state_dict())
+    engine = GPT2Engine(stopping, max_slots=2)
+    req = engine.add([5, 17], SamplingParams(max_new_tokens=40))
+    list(engine.run())
+    with torch.inference_mode():
+        want = stopping.generate(torch.tensor([[5, 17]]), attention_mask=torch.ones(1, 2, dtype=torch.long),
+                                 max_new_tokens=40, do_sample=False, pad_token_id=eos)[0, 2:].tolist()
+    assert req.output == want == free_run[: index + 1]
+    assert req.finish_reason == "eos"
+    # ignore_eos runs on to max_new_tokens.
+    engine.add([5, 17], SamplingParams(max_new_tokens=40, ignore_eos=True))
+    assert [e.request.output for e in engine.run() if e.finished] == [free_run]
+
+
+def test_seeded_sampling_is_reproducible_and_batch_independent(model: GPT2LMHeadModel) -> None:
+    params = SamplingParams(max_new_tokens=16, do_sample=True, temperature=0.9, top_k=50, top_p=0.9, seed=123,
+                            ignore_eos=True)
+    alone = GPT2Engine(model, max_slots=1).generate([PROMPTS[0]], params)[0]
+    crowd = GPT2Engine(model, max_slots=4).generate(
+        PROMPTS, [params, SamplingParams(max_new_tokens=5, do_sample=True, seed=9), params,
+                  SamplingParams(max_new_tokens=9)])
+    assert crowd[0] == alone
+    other = GPT2Engine(model, max_slots=1).generate([PROMPTS[0]], dataclasses.replace(params, seed=124))
+    assert other[0] != alone
+    # top_k=1 sampling is greedy decoding.
+    greedy = GPT2Engine(model, max_slots=1).generate([PROMPTS[2]], SamplingParams(max_new_tokens=10,
+                                                                                   ignore_eos=True))[0]
+    top1 = GPT2Engine(model, max_slots=1).generate([PROMPTS[2]], SamplingParams(
+        max_new_tokens=10, do_sample=True, top_k=1, seed=5, ignore_eos=True))[0]
+    assert top1 == greedy
+
+
+def test_cancel_frees_the_slot(model: GPT2LMHeadModel) -> None:
+    engine = GPT2Engine(model, max_slots=1)
+    first = engine.add(PROMPTS[0], SamplingParams(max_new_tokens=50, ignore_eos=True))
+    second = engine.add(PROMPTS[1], SamplingParams(max_new_tokens=4, ignore_eos=True))
+    engine.step()
+    engine.step()
+    engine.cancel(first)
+    list(engine.run())
+    assert first.finish_reason == "cancelled" and len(first.output) == 2
+    assert second.output == GPT2Engine(model, max_slots=1).generate([PROMPTS[1]], SamplingParams(
+        max_new_tokens=4, ignore_eos=True))[0]
+
+
+def test_bad_requests(model: GPT2LMHeadModel) -> None:
+    engine = GPT2Engine(model, max_slots=1)
+    with pytest.raises(ValueError, match="over the engine's 96 positions"):
+        engine.add([1] * 90, SamplingParams(max_new_tokens=10))
+    with pytest.raises(ValueError, match="at least one token"):
+        engine.add([], SamplingParams())
+    for bad in ({"temperature": 0}, {"top_p": 0}, {"top_k": -1}, {"max_new_tokens": 0}):
+        with pytest.raises(ValueError):
+            engine.add([1], SamplingParams(**bad))  # type: ignore[arg-type]
+
+
+def test_generation_import_path_loads_neither_gensim_nor_spacy() -> None:
+    code = ("import sys, nlp_service.generate; "
+            "print(sorted(m for m in ('gensim', 'spacy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
