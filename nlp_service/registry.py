@@ -30,6 +30,7 @@ _BUILTIN: dict[str, str] = {
     "vectors": "nlp_service.vectors:VectorsModel.load",
     "classifier": "nlp_service.classify:ClassifierModel.load",
     "translator": "nlp_service.translate:TranslatorModel.load",
+    "generator": "nlp_service.generate:GeneratorModel.load",
 }
 _LOADERS: dict[str, Loader] = {}
 

@@ -10,8 +10,9 @@ from typing import Any
 Panel = tuple[str, Sequence[tuple[str, str]]]
 
 
-def history_png(history: list[dict[str, Any]], title: str, panels: Sequence[Panel]) -> bytes | None:
-    """A PNG with one panel per ``panels`` entry, epochs on the x axis; None for an empty history."""
+def history_png(history: list[dict[str, Any]], title: str, panels: Sequence[Panel], x: str = "epoch"
+                ) -> bytes | None:
+    """A PNG with one panel per ``panels`` entry, ``x`` (epoch, step) on the x axis; None for an empty history."""
     if not history:
         return None
     import matplotlib
@@ -19,12 +20,12 @@ def history_png(history: list[dict[str, Any]], title: str, panels: Sequence[Pane
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
+    xs = [h[x] for h in history]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
     for ax, (ylabel, series) in zip(axes[0], panels, strict=True):
         for key, label in series:
-            ax.plot(epochs, [h[key] for h in history], marker="o", label=label)
-        ax.set_xlabel("epoch")
+            ax.plot(xs, [h[key] for h in history], marker="o", label=label)
+        ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
         if len(series) > 1:
             ax.legend()

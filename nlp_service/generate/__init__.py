@@ -5,6 +5,20 @@ carry only what generation needs).
 """
 
 from ._engine import GPT2Engine, Request, StepEvent
+from ._model import KIND, GeneratorModel, import_generator, load_pretrained, save_generator
 from ._sampling import SamplingParams
+from ._train import GPT2TrainParams, train_gpt2
 
-__all__ = ["GPT2Engine", "Request", "SamplingParams", "StepEvent"]
+__all__ = [
+    "KIND",
+    "GPT2Engine",
+    "GPT2TrainParams",
+    "GeneratorModel",
+    "Request",
+    "SamplingParams",
+    "StepEvent",
+    "import_generator",
+    "load_pretrained",
+    "save_generator",
+    "train_gpt2",
+]
