@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     max_topn: int = Field(1_000, description="Largest topn for neighbour queries.")
     max_beam_size: int = Field(8, description="Largest beam width of a translation request.")
 
+    generation_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weights of generation models: auto is float16 on CUDA, float32 on CPU."
+    )
+    generation_max_batch: int = Field(64, ge=1, description="Generation: requests decoded together (engine slots).")
+    generation_max_queue: int = Field(256, ge=0, description="Generation: requests waiting for a slot; beyond: 429.")
+    generation_max_input_tokens: int = Field(1024, ge=1, description="Generation: longest prompt (tokens).")
+    generation_max_total_tokens: int = Field(2048, ge=2, description="Generation: prompt + new tokens, at most.")
+    default_generator_model: str | None = Field(
+        None, description="Generator used when a request names none; default: the first loaded."
+    )
+
     ann_ef_search: int = Field(64, description="HNSW ef at query time (higher: better recall, slower).")
     blas_threads: int = Field(
         1, description="BLAS threads per request: requests already run in parallel, and more threads each "

@@ -11,7 +11,7 @@ from .._version import __version__
 from ..config import Settings, get_settings
 from .errors import BodySizeLimit, install_error_handlers
 from .models import ModelManager
-from .routers import classify, meta, translate, vectors
+from .routers import classify, generate, meta, translate, vectors
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="nlp-service",
         version=__version__,
         description="Spanish-first NLP service: word vectors (similarity, neighbours, analogies, embeddings), "
-        "text classification and sentiment, translation.",
+        "text classification and sentiment, translation, text generation (TGI- and OpenAI-compatible).",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -45,5 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vectors.router)
     app.include_router(classify.router)
     app.include_router(translate.router)
+    app.include_router(generate.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

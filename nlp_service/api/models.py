@@ -25,6 +25,7 @@ class ModelManager:
         self.failed: dict[str, str] = {}
         self.ready = False
         self.load_seconds: float | None = None
+        self.started = time.time()
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
 
     def load_all(self) -> None:
@@ -74,12 +75,21 @@ class ModelManager:
         for batcher in self._batchers.values():
             await batcher.close()
         self._batchers.clear()
+        for model in self.models.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
 
     def of_kind(self, kind: str) -> dict[str, LoadedModel]:
         return {n: m for n, m in self.models.items() if m.kind == kind}
 
     def describe(self) -> dict[str, Any]:
+        created = int(self.started)
         return {
+            # OpenAI's list shape too, so its clients can list the models.
+            "object": "list",
+            "data": [{"id": n, "object": "model", "created": created, "owned_by": "nlp-service", "kind": m.kind}
+                     for n, m in self.models.items()],
             "models": [m.describe() | ({"batching": self._batchers[n].stats.as_dict()} if n in self._batchers else {})
                        for n, m in self.models.items()],
             "failed": [{"name": n, "error": e} for n, e in self.failed.items()],

@@ -50,6 +50,7 @@ class GeneratorModel:
     dtype: torch.dtype
     kind: str = KIND
     extra: dict[str, Any] = field(default_factory=dict)
+    worker: Any = None
 
     @classmethod
     def load(cls, folder: Path, manifest: Manifest | None = None, settings: Any = None, *,
@@ -61,7 +62,25 @@ class GeneratorModel:
         dev = pick_device(device or getattr(settings, "device", None) or "auto")
         torch_dtype = resolve_dtype(dtype or getattr(settings, "generation_dtype", None) or "auto", dev)
         model, tokenizer = load_pretrained(folder / HF_DIR, torch_dtype)
-        return cls(folder.name, manifest, model.to(dev), tokenizer, dev, torch_dtype)
+        loaded = cls(folder.name, manifest, model.to(dev), tokenizer, dev, torch_dtype)
+        if settings is not None:
+            loaded.start_worker(settings)
+        return loaded
+
+    def start_worker(self, settings: Any) -> Any:
+        """The engine thread that serves this model (made once)."""
+        from ._service import GenerationWorker
+
+        if self.worker is None:
+            self.worker = GenerationWorker(
+                self.model, self.tokenizer, device=str(self.device), max_slots=settings.generation_max_batch,
+                max_queue=settings.generation_max_queue, max_input_tokens=settings.generation_max_input_tokens,
+                max_total_tokens=settings.generation_max_total_tokens)
+        return self.worker
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
@@ -70,7 +89,11 @@ class GeneratorModel:
                 "dtype": str(self.dtype).removeprefix("torch."), "architecture": cfg.model_type,
                 "layers": cfg.n_layer, "heads": cfg.n_head, "embedding": cfg.n_embd, "positions": cfg.n_positions,
                 "vocabulary": cfg.vocab_size, "parameters": int(sum(p.numel() for p in self.model.parameters())),
-                "test_metrics": m.metrics.get("test"), "source": m.data.get("init") or m.data.get("source")}
+                "test_metrics": m.metrics.get("test"), "source": m.data.get("init") or m.data.get("source"),
+                **({"engine": self.worker.stats, "limits": {
+                    "max_batch": self.worker.engine.max_slots, "max_queue": self.worker.max_queue,
+                    "max_input_tokens": self.worker.max_input_tokens,
+                    "max_total_tokens": self.worker.max_total_tokens}} if self.worker else {})}
 
 
 def save_generator(models_dir: Path, name: str, *, model: Any, tokenizer: Any, params: dict[str, Any],

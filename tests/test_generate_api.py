@@ -1,0 +1,219 @@
+"""Generation over HTTP: TGI's /v1/generate and /v1/generate_stream, OpenAI's /v1/completions (with the
+official ``openai`` client against a live server), limits, queueing and disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from nlp_service.api import create_app
+from nlp_service.config import Settings
+from nlp_service.data import SPANISH_CORPUS
+from nlp_service.generate import GeneratorModel, GPT2Engine, SamplingParams, save_generator
+from nlp_service.generate._train import train_byte_bpe
+
+from .test_e2e import run_server
+
+
+@pytest.fixture(scope="module")
+def gen_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random GPT-2 with a real byte-level BPE tokenizer (trained on Spanish proverbs)."""
+    fortunes = next(p for p in SPANISH_CORPUS if "fortunes" in p.name)
+    with gzip.open(fortunes, "rt", encoding="utf-8") as fh:
+        texts = [line.strip() for line in itertools.islice(fh, 2000)]
+    tokenizer = train_byte_bpe(texts, 500)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        initializer_range=0.2, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    folder = tmp_path_factory.mktemp("gen-models")
+    save_generator(folder, "gen-tiny", model=GPT2LMHeadModel(config).eval(), tokenizer=tokenizer, params={},
+                   data={"source": "random"}, metrics={})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gen_settings(gen_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(models_dir=gen_models, cache_dir=tmp_path_factory.mktemp("gen-cache"), device="cpu",
+                    generation_max_batch=4, generation_max_queue=2, generation_max_input_tokens=40,
+                    generation_max_total_tokens=60)
+
+
+@pytest.fixture(scope="module")
+def gen_client(gen_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(gen_settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def reference(gen_models: Path) -> GeneratorModel:
+    return GeneratorModel.load(gen_models / "gen-tiny", device="cpu", dtype="float32")
+
+
+def _greedy_text(ref: GeneratorModel, prompt: str, n: int) -> str:
+    ids = ref.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        out = ref.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 max_new_tokens=n, do_sample=False, pad_token_id=ref.tokenizer.eos_token_id)
+    new = out[0, len(ids):].tolist()
+    eos = ref.tokenizer.eos_token_id
+    if eos in new:
+        new = new[: new.index(eos)]
+    return ref.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def test_generate_greedy_matches_transformers(gen_client: TestClient, reference: GeneratorModel) -> None:
+    r = gen_client.post("/v1/generate", json={"inputs": "Más vale", "parameters": {"max_new_tokens": 12,
+                                                                                   "details": True}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["generated_text"] == _greedy_text(reference, "Más vale", 12)
+    assert body["details"]["finish_reason"] in ("length", "eos_token")
+    assert "".join(t["text"] for t in body["details"]["tokens"]) == body["generated_text"]
+    full = gen_client.post("/v1/generate", json={"inputs": "Más vale", "parameters": {
+        "max_new_tokens": 12, "return_full_text": True}}).json()
+    assert full["generated_text"] == "Más vale" + body["generated_text"] and "details" not in full
+
+
+def test_seeded_sampling_is_reproducible(gen_client: TestClient) -> None:
+    body = {"inputs": "La vida", "parameters": {"max_new_tokens": 15, "do_sample": True, "top_p": 0.9,
+                                                "temperature": 0.8, "seed": 42}}
+    a = gen_client.post("/v1/generate", json=body).json()["generated_text"]
+    b = gen_client.post("/v1/generate", json=body).json()["generated_text"]
+    body["parameters"]["seed"] = 43
+    c = gen_client.post("/v1/generate", json=body).json()["generated_text"]
+    assert a == b and a != c
+
+
+def test_stream_events_add_up_to_the_text(gen_client: TestClient) -> None:
+    body = {"inputs": "Más vale", "parameters": {"max_new_tokens": 10}}
+    whole = gen_client.post("/v1/generate", json=body).json()["generated_text"]
+    with gen_client.stream("POST", "/v1/generate_stream", json=body) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")]
+    assert "".join(e["token"]["text"] for e in events) == whole
+    assert events[-1]["generated_text"] == whole and events[-1]["details"]["generated_tokens"] == len(events)
+    assert all(e["generated_text"] is None for e in events[:-1])
+
+
+def test_stop_sequences_end_the_text_before_them(gen_client: TestClient, reference: GeneratorModel) -> None:
+    free = _greedy_text(reference, "Más vale", 20)
+    stop = free[5:8]  # three characters the model is known to produce
+    assert len(stop) == 3 and free.index(stop) >= 1
+    cut = free[: free.index(stop)]
+    r = gen_client.post("/v1/generate", json={"inputs": "Más vale", "parameters": {
+        "max_new_tokens": 20, "stop": [stop], "details": True}})
+    assert r.json()["generated_text"] == cut and r.json()["details"]["finish_reason"] == "stop_sequence"
+    with gen_client.stream("POST", "/v1/generate_stream", json={"inputs": "Más vale", "parameters": {
+            "max_new_tokens": 20, "stop": [stop]}}) as s:
+        events = [json.loads(line[5:]) for line in s.iter_lines() if line.startswith("data:")]
+    assert "".join(e["token"]["text"] for e in events) == cut
+
+
+def test_limits(gen_client: TestClient) -> None:
+    def error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+        assert r.status_code == status, r.text
+        assert r.json()["error"]["code"] == code
+        return r.json()["error"]
+
+    long_prompt = "palabra " * 60
+    err = error(gen_client.post("/v1/generate", json={"inputs": long_prompt}), 422, "limit_exceeded")
+    assert err["details"]["limit"] == 40
+    err = error(gen_client.post("/v1/generate", json={"inputs": "hola", "parameters": {"max_new_tokens": 59}}),
+                422, "limit_exceeded")
+    assert "total tokens" in err["message"] and err["details"]["limit"] == 60
+    error(gen_client.post("/v1/generate", json={"inputs": ""}), 422, "validation_error")
+    error(gen_client.post("/v1/generate", json={"inputs": "x", "parameters": {"top_p": 1.5}}), 422,
+          "validation_error")
+    error(gen_client.post("/v1/generate", json={"inputs": "x", "parameters": {"best_of": 2}}), 422,
+          "validation_error")
+    error(gen_client.post("/v1/completions", json={"prompt": "x", "n": 2}), 422, "validation_error")
+    error(gen_client.post("/v1/completions", json={"prompt": ["a", "b"]}), 422, "validation_error")
+    error(gen_client.post("/v1/generate", json={"inputs": "x", "model": "nope"}), 404, "model_not_found")
+
+
+def test_full_queue_gets_429_and_every_admitted_request_finishes(gen_client: TestClient) -> None:
+    """4 slots + 2 queue places: of 12 simultaneous long requests 6 are admitted, 6 get 429 + Retry-After."""
+    app = gen_client.app
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as ac:
+            body = {"inputs": "Más vale", "parameters": {"max_new_tokens": 50}}
+            return await asyncio.gather(*(ac.post("/v1/generate", json=body) for _ in range(12)))
+
+    responses = gen_client.portal.call(run)  # type: ignore[union-attr]
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) >= 6 and set(codes) <= {200, 429}
+    rejected = [r for r in responses if r.status_code == 429]
+    assert rejected and all(r.headers["retry-after"] == "1" for r in rejected)
+    assert rejected[0].json()["error"]["code"] == "too_many_requests"
+
+
+def test_engine_frees_slots_of_cancelled_streams(reference: GeneratorModel) -> None:
+    """A consumer that stops reading (a client that went away) frees its slot at the next step."""
+    from nlp_service.generate._service import GenerationWorker
+
+    worker = GenerationWorker(reference.model, reference.tokenizer, device="cpu", max_slots=1, max_queue=0,
+                              max_input_tokens=40, max_total_tokens=60)
+    ids = worker.encode("Más vale")
+
+    async def scenario() -> str:
+        stream = worker.stream(ids, SamplingParams(max_new_tokens=50, ignore_eos=True))
+        await anext(stream)
+        await stream.aclose()  # what the server does when the client disconnects
+        _, _, reason = await worker.complete(ids, SamplingParams(max_new_tokens=5))
+        return reason
+
+    try:
+        assert asyncio.run(scenario()) in ("length", "eos")
+        assert worker.stats["requests"] == 2 and worker.stats["rejected"] == 0
+    finally:
+        worker.close()
+
+
+@pytest.mark.slow
+def test_openai_client_against_a_live_server(gen_models: Path, reference: GeneratorModel,
+                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    openai = pytest.importorskip("openai")
+    with run_server(gen_models, tmp_path_factory.mktemp("gen-server")) as http:
+        client = openai.OpenAI(base_url=str(http.base_url) + "/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["gen-tiny"]
+        done = client.completions.create(model="gen-tiny", prompt="Más vale", max_tokens=12, temperature=0)
+        assert done.choices[0].text == _greedy_text(reference, "Más vale", 12)
+        assert done.choices[0].finish_reason in ("length", "stop")
+        assert done.usage is not None and done.usage.prompt_tokens == len(reference.tokenizer("Más vale")["input_ids"])
+        chunks = list(client.completions.create(model="gen-tiny", prompt="Más vale", max_tokens=12, temperature=0,
+                                                stream=True))
+        assert "".join(c.choices[0].text for c in chunks) == done.choices[0].text
+        assert chunks[-1].choices[0].finish_reason == done.choices[0].finish_reason
+        with pytest.raises(openai.UnprocessableEntityError):
+            client.completions.create(model="gen-tiny", prompt="palabra " * 60, max_tokens=5)
+        # A streaming client that disconnects mid-stream: the server goes on serving others.
+        with httpx.stream("POST", str(http.base_url) + "/v1/generate_stream", timeout=30,
+                          json={"inputs": "Más vale", "parameters": {"max_new_tokens": 50}}) as r:
+            next(r.iter_lines())
+        again = client.completions.create(model="gen-tiny", prompt="Más vale", max_tokens=12, temperature=0)
+        assert again.choices[0].text == done.choices[0].text
+        models = http.get("/v1/models").json()["models"]
+        assert models[0]["engine"]["requests"] >= 4
+
+
+def test_engine_runs_models_saved_by_the_pipeline(reference: GeneratorModel) -> None:
+    ids = reference.tokenizer("La vida", add_special_tokens=False)["input_ids"]
+    ours = GPT2Engine(reference.model, max_slots=2).generate([ids], SamplingParams(max_new_tokens=8))[0]
+    eos = reference.tokenizer.eos_token_id
+    text = reference.tokenizer.decode([t for t in ours if t != eos], skip_special_tokens=True,
+                                      clean_up_tokenization_spaces=False)
+    assert text == _greedy_text(reference, "La vida", 8)
