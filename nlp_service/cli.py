@@ -1,4 +1,4 @@
-"""Command line: ``nlp-service serve | defaults | train | fetch | convert | translate | import-marian | models``."""
+"""Command line: ``nlp-service serve | defaults | train | fetch | convert | translate | generate | models``."""
 
 from __future__ import annotations
 
@@ -380,6 +380,56 @@ def train_translator_cmd(
                            "samples": metrics["samples"][:3]}, indent=2, ensure_ascii=False))
 
 
+@train_app.command("gpt2")
+def train_gpt2_cmd(
+    corpus: Annotated[list[Path] | None, typer.Argument(
+        help="Text files (.txt one text per line, .jsonl/.csv/.tsv with --column; .gz/.bz2 ok). "
+        "Default: the shipped Spanish corpus.")] = None,
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")] = "gpt2-es",
+    column: Annotated[str | None, typer.Option(help="Text column/field of CSV, TSV or JSONL files.")] = None,
+    init: Annotated[str | None, typer.Option(
+        help="Fine-tune this checkpoint (a save_pretrained folder, a generator model folder's hf/, or a hub name "
+        "with internet) instead of training from scratch; its tokenizer and size are kept.")] = None,
+    vocab_size: Annotated[int, typer.Option(help="Byte-level BPE vocabulary size (from scratch).")] = 8000,
+    n_layer: Annotated[int, typer.Option(help="Transformer blocks (from scratch).")] = 4,
+    n_head: Annotated[int, typer.Option(help="Attention heads (from scratch).")] = 4,
+    n_embd: Annotated[int, typer.Option(help="Width (from scratch).")] = 256,
+    block_size: Annotated[int, typer.Option(help="Tokens per training sequence (the model's context).")] = 128,
+    dropout: Annotated[float, typer.Option(help="Dropout (from scratch).")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (matrices only).")] = 0.1,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps, then cosine decay.")] = 100,
+    max_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    clip_norm: Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")] = 1.0,
+    validation: Annotated[float, typer.Option(min=0.001, max=0.5, help="Held-out share of the texts.")] = 0.02,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and batches.")] = 13,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Train a small GPT-2 (byte-level BPE + GPT2Config) or fine-tune one. Interrupted? Run it again: it resumes."""
+    from pipelines.generate import build_gpt2
+
+    from .data import SPANISH_CORPUS
+    from .generate import GPT2TrainParams
+
+    settings = _settings(models_dir)
+    with _user_errors():
+        params = GPT2TrainParams(vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                                 block_size=block_size, dropout=dropout, batch_size=batch_size,
+                                 learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                                 max_steps=max_steps, max_minutes=max_minutes, clip_norm=clip_norm, seed=seed)
+        path, metrics = build_gpt2(corpus or list(SPANISH_CORPUS), settings.models_dir, name, params=params,
+                                   init=init, column=column, validation=validation,
+                                   checkpoint_dir=settings.cache_dir / "checkpoints", device=device or settings.device,
+                                   overwrite=overwrite)
+    typer.echo(json.dumps({"model": str(path), "test": metrics["test"], "steps": metrics["steps"],
+                           "stopped": metrics["stopped"], "train_seconds": metrics["train_seconds"],
+                           "samples": metrics["samples"][:2]}, indent=2, ensure_ascii=False))
+
+
 class CcFormat(StrEnum):
     bin = "bin"
     vec = "vec"
@@ -438,6 +488,52 @@ def translate(
         translator.check_lengths(texts)
         for line in translator.translate(texts, beam_size=beam_size, length_penalty=length_penalty):
             typer.echo(line)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    model: Annotated[str, typer.Option(help="Generator model name.")] = "gpt2-es",
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Most tokens to generate.")] = 50,
+    sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
+    temperature: Annotated[float, typer.Option(min=0.01, help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(min=0, help="Sample among the k most likely tokens (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling mass.")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option(min=0.01, help="transformers' repetition penalty.")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Continue a prompt with a saved generator model (prints the prompt and its continuation)."""
+    from .generate import GeneratorModel, GPT2Engine, SamplingParams
+
+    settings = _settings(models_dir)
+    with _user_errors():
+        gen = GeneratorModel.load(Path(settings.models_dir) / model, device=device or settings.device)
+        engine = GPT2Engine(gen.model, max_slots=1, device=str(gen.device))
+        ids = gen.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        params = SamplingParams(max_new_tokens=min(max_new_tokens, engine.max_seq - len(ids)), do_sample=sample,
+                                temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=repetition_penalty, seed=seed)
+        out = engine.generate([ids], params)[0]
+    typer.echo(prompt + gen.tokenizer.decode(out, skip_special_tokens=True))
+
+
+@app.command("import-generator")
+def import_generator_cmd(
+    source: Annotated[str, typer.Argument(help="A save_pretrained folder, or a hub name with internet "
+                                               "(gpt2, DeepESP/gpt2-spanish, ...).")],
+    name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Save a pretrained GPT-2-family model (transformers) as a generator the service can load."""
+    from .generate import import_generator
+
+    settings = _settings(models_dir)
+    with _user_errors():
+        path = import_generator(source, settings.models_dir, name, overwrite=overwrite)
+    typer.echo(f"saved {path}")
 
 
 @app.command("import-marian")
@@ -519,6 +615,8 @@ def _summary(metrics: dict[str, Any]) -> str:
         parts.append(f"spearman={metrics['similarity']['spearman']}")
     if "test" in metrics and "accuracy" in metrics["test"]:
         parts.append(f"test_acc={metrics['test']['accuracy']} macro_f1={metrics['test']['macro_f1']}")
+    if "test" in metrics and "perplexity" in metrics["test"]:
+        parts.append(f"test_perplexity={metrics['test']['perplexity']}")
     if "test" in metrics and "bleu" in metrics["test"]:
         parts.append(f"test_bleu={metrics['test']['bleu']} chrf={metrics['test']['chrf']}")
     if "ann" in metrics:

@@ -121,6 +121,10 @@ HELP_OPTIONS: dict[tuple[str, ...], list[str]] = {
                               "--batch-tokens", "--beam-size", "--device", "--models-dir"],
     ("translate",): ["--model", "--beam-size", "--device", "--models-dir"],
     ("import-marian",): ["--name", "--source", "--target", "--overwrite", "--models-dir"],
+    ("train", "gpt2"): ["--name", "--column", "--init", "--vocab-size", "--n-layer", "--block-size", "--max-steps",
+                        "--max-minutes", "--warmup-steps", "--device", "--models-dir"],
+    ("generate",): ["--model", "--max-new-tokens", "--sample", "--top-p", "--seed", "--models-dir"],
+    ("import-generator",): ["--name", "--overwrite", "--models-dir"],
 }
 
 
@@ -157,8 +161,9 @@ def test_help_lists_options(path: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     ("group", "commands"),
     [
-        ((), ["serve", "defaults", "convert", "models", "train", "fetch", "translate", "import-marian"]),
-        (("train",), ["word2vec", "bow", "rnn", "translator"]),
+        ((), ["serve", "defaults", "convert", "models", "train", "fetch", "translate", "import-marian", "generate",
+              "import-generator"]),
+        (("train",), ["word2vec", "bow", "rnn", "translator", "gpt2"]),
         (("fetch",), ["cc-es", "tatoeba"]),
     ],
 )

@@ -121,3 +121,33 @@ def test_pipeline_artifact_and_fine_tuning(proverbs: list[str], tmp_path: Path) 
                                       init=str(path / "hf"), device="cpu", progress=False)
     assert tuned_metrics["vocabulary"] == metrics["vocabulary"]
     assert GeneratorModel.load(tuned, device="cpu").manifest.data["init"] == str(path / "hf")
+
+
+def test_cli_trains_imports_and_generates(proverbs: list[str], tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nlp_service.cli import app
+
+    corpus = tmp_path / "refranes.txt.gz"
+    with gzip.open(corpus, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(proverbs))
+    runner = CliRunner()
+    common = ["--models-dir", str(tmp_path / "models")]
+    r = runner.invoke(app, ["train", "gpt2", str(corpus), "--name", "g", "--vocab-size", "400", "--n-layer", "1",
+                            "--n-embd", "32", "--n-head", "2", "--block-size", "32", "--max-steps", "30",
+                            "--warmup-steps", "5", "--device", "cpu", *common],
+                      env={"NLP_CACHE_DIR": str(tmp_path / "cache")})
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert out["steps"] == 30 and out["test"]["perplexity"] > 1
+    r = runner.invoke(app, ["import-generator", str(tmp_path / "models" / "g" / "hf"), "--name", "g2", *common])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["generate", "Más vale", "--model", "g2", "--max-new-tokens", "8", *common])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("Más vale")
+    r = runner.invoke(app, ["generate", "x", "--model", "missing", *common])
+    assert r.exit_code == 1 and "error:" in r.stderr
+    r = runner.invoke(app, ["import-generator", str(tmp_path / "nothing"), "--name", "g3", *common])
+    assert r.exit_code == 1 and "cannot load a causal language model" in r.stderr

@@ -112,7 +112,7 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path: Path, corpus_file:
 def test_defaults_skip_models_that_exist(w2v_model: Path, tmp_path: Path) -> None:
     from pipelines.defaults import DEFAULT_MODELS
 
-    assert {m.name for m in DEFAULT_MODELS} >= {"w2v-es", "bow-es", "sentiment-es", "translate-es-en"}
+    assert {m.name for m in DEFAULT_MODELS} >= {"w2v-es", "bow-es", "sentiment-es", "translate-es-en", "gpt2-es"}
     for spec in DEFAULT_MODELS:  # any model folder under the default's name counts as present
         shutil.copytree(w2v_model, tmp_path / spec.name)
     assert build_missing(Settings(models_dir=tmp_path, cache_dir=tmp_path / "c"), progress=False) == []
