@@ -140,3 +140,28 @@ def test_generation_import_path_loads_neither_gensim_nor_spacy() -> None:
             "print(sorted(m for m in ('gensim', 'spacy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_engine_greedy_equals_transformers_in_fp32(model: GPT2LMHeadModel) -> None:
+    cuda_model = GPT2LMHeadModel(model.config).eval()
+    cuda_model.load_state_dict(model.state_dict())
+    cuda_model.to("cuda")
+    engine = GPT2Engine(cuda_model, max_slots=8, device="cuda")
+    assert engine.graphs is not None and engine.graphs.buckets == [1, 2, 4, 8]
+    ours = engine.generate(PROMPTS, SamplingParams(max_new_tokens=24, ignore_eos=True))
+    for prompt, got in zip(PROMPTS, ours, strict=True):
+        with torch.inference_mode():
+            want = cuda_model.generate(torch.tensor([prompt], device="cuda"),
+                                       attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device="cuda"),
+                                       max_new_tokens=24, min_new_tokens=24, do_sample=False,
+                                       pad_token_id=VOCAB - 1)[0, len(prompt):].tolist()
+        assert got == want
+    # Requests joining a running batch (continuous batching) under graphs give their solo results.
+    solo = [GPT2Engine(cuda_model, max_slots=1, device="cuda").generate(
+        [p], SamplingParams(max_new_tokens=n, ignore_eos=True))[0] for p, n in zip(PROMPTS, (30, 3, 12, 7),
+                                                                                   strict=True)]
+    engine2 = GPT2Engine(cuda_model, max_slots=2, device="cuda")
+    outs = engine2.generate(PROMPTS, [SamplingParams(max_new_tokens=n, ignore_eos=True) for n in (30, 3, 12, 7)])
+    assert outs == solo

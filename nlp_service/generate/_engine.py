@@ -155,6 +155,44 @@ class GPT2Runner:
         return self._logits(x)[:, 0]
 
 
+class GraphDecoder:
+    """Decode steps captured as CUDA graphs, one per batch-size bucket.
+
+    Each graph runs rows 0..b-1 over every cache position (static shapes); a step picks the smallest
+    bucket that holds its rows, copies tokens and positions into the graph's inputs and replays it,
+    so a step costs one launch instead of hundreds of small kernels issued from Python. All graphs
+    are captured when the engine starts, before any request has cache rows to disturb.
+    """
+
+    def __init__(self, runner: GPT2Runner, max_rows: int) -> None:
+        self.runner = runner
+        self.buckets = sorted({b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if b <= max_rows} | {max_rows})
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        dev = runner.cache.k.device
+        span = runner.cache.max_seq
+        for b in self.buckets:
+            tokens = torch.zeros(b, dtype=torch.long, device=dev)
+            positions = torch.zeros(b, dtype=torch.long, device=dev)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm-up: kernels chosen and workspaces allocated outside the capture
+                    runner.decode(tokens, positions, span)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                logits = runner.decode(tokens, positions, span)
+            self.graphs[b] = (graph, tokens, positions, logits)
+
+    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
+        b = next(x for x in self.buckets if x >= n)
+        graph, tok_in, pos_in, logits = self.graphs[b]
+        tok_in.copy_(tokens[:b])
+        pos_in.copy_(positions[:b])
+        graph.replay()
+        return logits[:n]
+
+
 @dataclass
 class Request:
     """One generation in the engine: its prompt, parameters, and what it has produced so far."""
@@ -189,8 +227,9 @@ class GPT2Engine:
     """
 
     def __init__(self, model: Any, *, max_slots: int = 64, max_seq: int | None = None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None) -> None:
         self.device = torch.device(device)
+        dtype = dtype or next(model.parameters()).dtype
         self.weights = GPT2Weights(model, self.device, dtype)
         self.max_seq = min(max_seq or self.weights.n_positions, self.weights.n_positions)
         self.cache = KVCache(self.weights, max_slots, self.max_seq, self.device, dtype)
@@ -202,6 +241,10 @@ class GPT2Engine:
         self.last_tokens = torch.zeros(max_slots, dtype=torch.long, device=self.device)
         self.seen = torch.zeros(max_slots, self.weights.vocab_size, dtype=torch.bool, device=self.device)
         self._ids = itertools.count()
+        use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        if use_graphs and self.device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+        self.graphs = GraphDecoder(self.runner, max_slots) if use_graphs else None
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -248,8 +291,11 @@ class GPT2Engine:
             events += self._sample_and_advance(admitted, logits)
         if decoding:
             n = max(decoding) + 1  # rows 0..n-1; holes (free slots) compute throw-away values
-            span = int(self.positions[:n].max()) + 1
-            logits = self.runner.decode(self.last_tokens[:n], self.positions[:n], span)
+            if self.graphs is not None:
+                logits = self.graphs(self.last_tokens, self.positions, n)
+            else:
+                span = int(self.positions[:n].max()) + 1  # eager: attend only to the positions in use
+                logits = self.runner.decode(self.last_tokens[:n], self.positions[:n], span)
             reqs = [self.running[s] for s in decoding]
             events += self._sample_and_advance(reqs, logits[decoding])
         return events
