@@ -14,9 +14,15 @@ else
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/gpu.txt"
-# --noconftest: the shared fixtures import gensim, which GPU hosts do not carry.
-timeout 150 python3 -m pytest -q -m gpu --noconftest -p no:cacheprovider tests/test_classify.py 2>&1 \
-  | tee "$OUT/gpu-tests.txt" | tail -15
+# --noconftest: the shared fixtures import gensim, which GPU hosts do not carry. The translation test
+# also needs sacrebleu (carry its wheels: sacrebleu portalocker tabulate colorama lxml).
+timeout 200 python3 -m pytest -q -m gpu --noconftest -p no:cacheprovider tests/test_generate_engine.py \
+  tests/test_translate.py tests/test_classify.py 2>&1 | tee "$OUT/gpu-tests.txt" | tail -15
+# Generation: GPT-2 124M fp16, 1/16/64/256 streams, engine vs transformers generate, and over HTTP.
+timeout 300 python3 benchmarks/generation.py --streams 1 16 64 256 --http --out "$OUT/generation-gpu.json" \
+  2> "$OUT/generation-gpu.log" | tail -c 2000
+tail -8 "$OUT/generation-gpu.log"
+[ "${SKIP_CLASSIFY:-1}" = 1 ] && exit 0
 timeout 330 python3 benchmarks/classify.py --sections throughput --device cuda --http-requests 1000 --http-max-seconds 60 --out "$OUT/classify-gpu.json" \
   2> "$OUT/classify-gpu.log" | tail -c 3000
 tail -5 "$OUT/classify-gpu.log"
