@@ -68,7 +68,8 @@ class GenerationWorker:
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str, max_slots: int, max_queue: int,
                  max_input_tokens: int, max_total_tokens: int) -> None:
-        self.engine = GPT2Engine(model, max_slots=max_slots, device=device)
+        # The KV cache holds max_slots x max_total_tokens positions: no more than a request may use.
+        self.engine = GPT2Engine(model, max_slots=max_slots, device=device, max_seq=max_total_tokens)
         self.tokenizer = tokenizer
         self.max_queue = max_queue
         self.max_input_tokens = min(max_input_tokens, self.engine.max_seq - 1)
