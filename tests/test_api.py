@@ -136,6 +136,9 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/v1/classify",
         "/v1/sentiment",
         "/v1/translate",
+        "/v1/generate",
+        "/v1/generate_stream",
+        "/v1/completions",
     }
     for path in (
         "/v1/similarity",
