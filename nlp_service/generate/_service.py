@@ -9,7 +9,7 @@ import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._engine import GPT2Engine, Request
@@ -39,10 +39,9 @@ class Piece:
 
 @dataclass
 class _Stream:
-    request: Request
-    queue: asyncio.Queue[tuple[int | None, bool]]
+    queue: asyncio.Queue[tuple[int | None, str | None]]  # (token, finish reason on the last message)
     loop: asyncio.AbstractEventLoop
-    tokens: list[int] = field(default_factory=list)
+    counted: bool = True  # holds one of the worker's places until released
 
 
 class Detokenizer:
@@ -74,9 +73,15 @@ class GenerationWorker:
         self.max_queue = max_queue
         self.max_input_tokens = min(max_input_tokens, self.engine.max_seq - 1)
         self.max_total_tokens = min(max_total_tokens, self.engine.max_seq)
+        # Short critical sections only: the engine thread never holds this lock while it steps, so the
+        # event loop never waits for a decode step to finish.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._inbox: list[tuple[int, list[int], SamplingParams]] = []
+        self._cancelled: set[int] = set()
         self._streams: dict[int, _Stream] = {}
+        self._active = 0  # admitted and not yet finished or cancelled
+        self._next_id = itertools.count()
         self._closed = False
         self._thread: threading.Thread | None = None
         self.stats = {"requests": 0, "rejected": 0, "steps": 0, "tokens": 0, "max_running": 0}
@@ -108,48 +113,48 @@ class GenerationWorker:
         with self._wake:
             if self._closed:
                 raise RuntimeError("the generation worker is closed")
-            # Cancelled requests leave at the next step: their places count as free already.
-            busy = sum(not r.cancelled for r in itertools.chain(self.engine.running.values(), self.engine.waiting))
-            if busy >= self.engine.max_slots + self.max_queue:
+            limit = self.engine.max_slots + self.max_queue
+            if self._active >= limit:
                 self.stats["rejected"] += 1
-                raise QueueFull(f"{busy} requests running or queued (limit {self.engine.max_slots} + "
-                                f"{self.max_queue})")
-            request = self.engine.add(prompt_ids, params)
-            stream = _Stream(request, asyncio.Queue(), loop)
-            self._streams[request.id] = stream
+                raise QueueFull(f"{self._active} requests running or queued (limit {self.engine.max_slots} slots + "
+                                f"{self.max_queue} queued)")
+            rid = next(self._next_id)
+            stream = _Stream(asyncio.Queue(), loop)
+            self._streams[rid] = stream
+            self._inbox.append((rid, list(prompt_ids), params))
+            self._active += 1
             self.stats["requests"] += 1
             self._ensure_thread()
             self._wake.notify()
         detok = Detokenizer(self.tokenizer)
         stops = [x for x in params.stop if x]
         sent = 0  # characters of detok.emitted already given to the consumer
-        finished = False
         try:
             while True:
-                token, done = await stream.queue.get()
-                reason = request.finish_reason if done else None
+                token, reason = await stream.queue.get()
+                done = reason is not None
                 if token is not None and reason != "eos":
                     detok.add(token)
                 full = detok.emitted
                 hit = _first_stop(full, stops) if stops else None
                 if hit is not None:  # the text ends before the stop sequence, which is not returned
-                    self.engine.cancel(request)
-                    finished = True
                     yield Piece(token, full[sent:hit], "stop")
                     return
                 # Hold back a tail that may be the start of a stop sequence.
                 end = len(full) if done else len(full) - _stop_prefix_length(full, stops)
                 chunk, sent = full[sent:end], max(sent, end)
                 if done:
-                    finished = True
                     yield Piece(token, chunk, reason)
                     return
                 yield Piece(token, chunk)
         finally:
-            if not finished:
-                self.engine.cancel(request)  # the consumer stopped listening
-            with self._lock:
-                self._streams.pop(request.id, None)
+            with self._wake:
+                self._streams.pop(rid, None)
+                if stream.counted:  # ended early (stop sequence, or the consumer went away): free the place now
+                    stream.counted = False
+                    self._active -= 1
+                    self._cancelled.add(rid)
+                    self._wake.notify()
 
     async def complete(self, prompt_ids: Sequence[int], params: SamplingParams) -> tuple[str, list[int], str]:
         """The whole generation: (text, token ids, finish reason)."""
@@ -170,30 +175,45 @@ class GenerationWorker:
             self._thread.start()
 
     def _run(self) -> None:
+        requests: dict[int, Request] = {}  # worker id -> engine request (engine thread only)
+        ids: dict[int, int] = {}  # engine request id -> worker id
         while True:
             with self._wake:
-                while not self._closed and not self.engine.has_work:
+                while not self._closed and not self._inbox and not self._cancelled and not self.engine.has_work:
                     self._wake.wait()
                 if self._closed:
                     return
-                try:
-                    events = self.engine.step()
-                except Exception:  # a failing step must not leave clients waiting forever
-                    log.exception("generation step failed")
-                    events = []
-                    for req in [*self.engine.running.values(), *self.engine.waiting]:
-                        req.finish_reason = "error"
-                        events.append(_Failed(req))
-                    self.engine.running.clear()
-                    self.engine.waiting.clear()
-                self.stats["steps"] += 1
-                self.stats["max_running"] = max(self.stats["max_running"], len(self.engine.running))
-                targets = [(self._streams.get(e.request.id), e) for e in events]
-            for stream, event in targets:
-                if stream is None:
-                    continue
-                self.stats["tokens"] += event.token is not None
-                stream.loop.call_soon_threadsafe(stream.queue.put_nowait, (event.token, event.finished))
+                inbox, self._inbox = self._inbox, []
+                cancelled, self._cancelled = self._cancelled, set()
+            for rid, prompt, params in inbox:
+                req = self.engine.add(prompt, params)
+                requests[rid], ids[req.id] = req, rid
+            for rid in cancelled:
+                if rid in requests:
+                    self.engine.cancel(requests[rid])
+            try:
+                events = self.engine.step()
+            except Exception:  # a failing step must not leave clients waiting forever
+                log.exception("generation step failed")
+                events = [_Failed(r) for r in [*self.engine.running.values(), *self.engine.waiting]]
+                self.engine.running.clear()
+                self.engine.waiting.clear()
+            self.stats["steps"] += 1
+            self.stats["max_running"] = max(self.stats["max_running"], len(self.engine.running))
+            with self._wake:
+                for event in events:
+                    rid = ids[event.request.id]
+                    if event.finished:
+                        del requests[rid], ids[event.request.id]
+                    stream = self._streams.get(rid)
+                    if stream is None:
+                        continue
+                    self.stats["tokens"] += event.token is not None
+                    reason = (event.request.finish_reason or "error") if event.finished else None
+                    if event.finished and stream.counted:
+                        stream.counted = False
+                        self._active -= 1
+                    stream.loop.call_soon_threadsafe(stream.queue.put_nowait, (event.token, reason))
 
     def close(self) -> None:
         with self._wake:
@@ -208,6 +228,9 @@ class _Failed:
     request: Request
     token: int | None = None
     finished: bool = True
+
+    def __post_init__(self) -> None:
+        self.request.finish_reason = "error"
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
