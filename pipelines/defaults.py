@@ -71,10 +71,10 @@ def _build_translate_es_en(settings: Settings, progress: bool) -> Path:
 
     from .translate import build_translator
 
-    # Demo quality by design: a small network and a 5-minute training budget on 2 CPU cores, so that
+    # Demo quality by design: a small network and a 4-minute training budget on 2 CPU cores, so that
     # `make serve` stays quick. `nlp-service train translator` trains a real one (see README).
     params = Seq2SeqParams(vocab_size=4000, embedding_dim=128, hidden_size=256, learning_rate=2e-3, dropout=0.1,
-                           epochs=20, max_minutes=5.0, val_sentences=200)
+                           epochs=20, max_minutes=4.0, val_sentences=200)
     path, _ = build_translator(list(PARALLEL_ES_EN), settings.models_dir, "translate-es-en", source="es", target="en",
                                params=params, length=LengthFilter(max_words=40), beam_size=5,
                                checkpoint_dir=settings.cache_dir / "checkpoints", device=settings.device,
@@ -87,10 +87,10 @@ def _build_gpt2_es(settings: Settings, progress: bool) -> Path:
 
     from .generate import build_gpt2
 
-    # Demo quality by design: 4 layers x 256 wide, a 4-minute budget on 2 CPU cores. The pipeline
+    # Demo quality by design: 4 layers x 256 wide, a 3-minute budget on 2 CPU cores. The pipeline
     # trains a bigger one given time or a GPU (`nlp-service train gpt2`), or fine-tunes a checkpoint.
     params = GPT2TrainParams(vocab_size=8000, n_layer=4, n_head=4, n_embd=256, block_size=128, batch_size=16,
-                             learning_rate=1e-3, warmup_steps=50, max_steps=2000, max_minutes=4.0, eval_every=250)
+                             learning_rate=1e-3, warmup_steps=50, max_steps=2000, max_minutes=3.0, eval_every=250)
     path, _ = build_gpt2(list(SPANISH_CORPUS), settings.models_dir, "gpt2-es", params=params,
                          checkpoint_dir=settings.cache_dir / "checkpoints", device=settings.device, overwrite=True,
                          progress=progress)
@@ -101,9 +101,9 @@ DEFAULT_MODELS: tuple[DefaultModel, ...] = (
     DefaultModel("w2v-es", "vectors", "Spanish word2vec (CBOW, 100d) on the shipped corpus", _build_w2v_es),
     DefaultModel("bow-es", "classifier", "Spanish sentiment baseline (word 1-2-gram Naive Bayes)", _build_bow_es),
     DefaultModel("sentiment-es", "classifier", "Spanish sentiment BiLSTM on the shipped reviews", _build_sentiment_es),
-    DefaultModel("translate-es-en", "translator", "Spanish->English seq2seq LSTM, demo quality (5 min of training)",
+    DefaultModel("translate-es-en", "translator", "Spanish->English seq2seq LSTM, demo quality (4 min of training)",
                  _build_translate_es_en),
-    DefaultModel("gpt2-es", "generator", "Spanish GPT-2 (4 layers, 256 wide), demo quality (4 min of training)",
+    DefaultModel("gpt2-es", "generator", "Spanish GPT-2 (4 layers, 256 wide), demo quality (3 min of training)",
                  _build_gpt2_es),
 )
 
