@@ -87,10 +87,11 @@ def _build_gpt2_es(settings: Settings, progress: bool) -> Path:
 
     from .generate import build_gpt2
 
-    # Demo quality by design: 4 layers x 256 wide, a 3-minute budget on 2 CPU cores. The pipeline
+    # Demo quality by design: 4 layers x 256 wide, 180 steps (about 3 minutes on 2 CPU cores, a 4-minute
+    # cap), the whole warm-up + cosine schedule inside that time. The pipeline
     # trains a bigger one given time or a GPU (`nlp-service train gpt2`), or fine-tunes a checkpoint.
     params = GPT2TrainParams(vocab_size=8000, n_layer=4, n_head=4, n_embd=256, block_size=128, batch_size=16,
-                             learning_rate=1e-3, warmup_steps=50, max_steps=2000, max_minutes=3.0, eval_every=250)
+                             learning_rate=1e-3, warmup_steps=20, max_steps=180, max_minutes=4.0, eval_every=60)
     path, _ = build_gpt2(list(SPANISH_CORPUS), settings.models_dir, "gpt2-es", params=params,
                          checkpoint_dir=settings.cache_dir / "checkpoints", device=settings.device, overwrite=True,
                          progress=progress)
