@@ -32,3 +32,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: torch.device, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    """Restore model, optimizer, scaler and the global torch RNG from a checkpoint written by
+    :func:`save_checkpoint` (``weights_only``: nothing is unpickled); returns the whole state for the
+    loop's own entries (epoch, history, best weights...)."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])  # dropout masks continue as in an uninterrupted run
+    return state

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..torch_utils import pick_device, save_checkpoint, seed_everything
+from ..torch_utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
 from ._metrics import classification_metrics
 
 PAD, UNK = "<pad>", "<unk>"
@@ -195,14 +195,10 @@ def train_rnn(
     best_f1, best_epoch, best_state, start_epoch = -1.0, 0, None, 0
     ckpt = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        state = load_checkpoint(ckpt, dev, model, optimizer, scaler)
         best_state = state["best_model"]
         history = json.loads(state["history"])
         best_f1, best_epoch, start_epoch = float(state["best_f1"]), int(state["best_epoch"]), int(state["epoch"])
-        torch.set_rng_state(state["torch_rng"])
     resumed_from = start_epoch
     y_train = torch.tensor(list(train_y), dtype=torch.long)
     start = time.perf_counter()

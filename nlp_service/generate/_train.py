@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..torch_utils import pick_device, save_checkpoint, seed_everything
+from ..torch_utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
 
 EOT = "<|endoftext|>"
 
@@ -151,14 +151,10 @@ def train_gpt2(model: Any, train_blocks: torch.Tensor, val_blocks: torch.Tensor,
     step, spent, running_loss = 0, 0.0, None
     ckpt = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        state = load_checkpoint(ckpt, dev, model, optimizer, scaler)
         history = json.loads(state["history"])
         step, spent = int(state["step"]), float(state["seconds"])
         running_loss = float(state["running_loss"]) if "running_loss" in state else None
-        torch.set_rng_state(state["torch_rng"])  # dropout masks continue as in an uninterrupted run
     resumed_from = step
     budget = params.max_minutes * 60 if params.max_minutes else None
     started = time.perf_counter() - spent

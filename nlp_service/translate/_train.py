@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..torch_utils import pick_device, save_checkpoint, seed_everything
+from ..torch_utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
 from ._seq2seq import Seq2Seq, Seq2SeqParams, collate, decode_many
 from ._subwords import BOS, PAD
 
@@ -86,15 +86,11 @@ def train_seq2seq(
     best_bleu, best_epoch, best_state, start_epoch, spent = -1.0, 0, None, 0, 0.0
     ckpt = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        state = load_checkpoint(ckpt, dev, model, optimizer, scaler)
         best_state = state["best_model"]
         history = json.loads(state["history"])
         best_bleu, best_epoch = float(state["best_bleu"]), int(state["best_epoch"])
         start_epoch, spent = int(state["epoch"]), float(state["seconds"])
-        torch.set_rng_state(state["torch_rng"])
     resumed_from = start_epoch
     budget = params.max_minutes * 60 if params.max_minutes else None
     val_rows = list(range(min(len(val_src), params.val_sentences)))
