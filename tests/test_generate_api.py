@@ -173,8 +173,8 @@ def test_engine_frees_slots_of_cancelled_streams(reference: GeneratorModel) -> N
         stream = worker.stream(ids, SamplingParams(max_new_tokens=50, ignore_eos=True))
         await anext(stream)
         await stream.aclose()  # what the server does when the client disconnects
-        _, _, reason = await worker.complete(ids, SamplingParams(max_new_tokens=5))
-        return reason
+        pieces = [piece async for piece in worker.stream(ids, SamplingParams(max_new_tokens=5))]
+        return pieces[-1].finish_reason
 
     try:
         assert asyncio.run(scenario()) in ("length", "eos")
@@ -217,3 +217,21 @@ def test_engine_runs_models_saved_by_the_pipeline(reference: GeneratorModel) -> 
     text = reference.tokenizer.decode([t for t in ours if t != eos], skip_special_tokens=True,
                                       clean_up_tokenization_spaces=False)
     assert text == _greedy_text(reference, "La vida", 8)
+
+
+def test_detokenizer_streams_exact_text_across_split_characters(reference: GeneratorModel) -> None:
+    """Pieces decoded token by token add up to the text, and a character whose bytes span several
+    tokens (an emoji the vocabulary never merged) is never emitted half-made."""
+    from nlp_service.generate._service import Detokenizer
+
+    text = " ¿Qué tal? 😀 ñandú, 中文."
+    ids = reference.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > len(text.split())  # the rare characters really are split into byte tokens
+    detok = Detokenizer(reference.tokenizer)
+    seen = []
+    for token in ids:
+        detok.add(token)
+        seen.append(detok.emitted)
+        assert "\ufffd" not in detok.emitted
+    assert detok.emitted == text
+    assert any(a == b for a, b in itertools.pairwise(seen))  # something was held back a step

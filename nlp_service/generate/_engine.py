@@ -330,24 +330,27 @@ class GPT2Engine:
             for j, i in enumerate(sampled):  # each request draws from its own generator (its seed)
                 tokens[i] = torch.multinomial(probs[j], 1, generator=reqs[i].generator)[0]
         out = tokens.tolist()
+        # One batched write each for the whole step (not three tiny ones per request: on a GPU each
+        # would be its own kernel launch).
+        self.seen[slots, tokens] = True
+        self.last_tokens[slots] = tokens
         events = []
+        advancing = []
         for req, token in zip(reqs, out, strict=True):
             req.output.append(token)
-            slot = req.slot
-            assert slot is not None
-            self.seen[slot, token] = True
-            self.last_tokens[slot] = token
             if token == self.weights.eos_token_id and not req.params.ignore_eos:
                 req.finish_reason = "eos"
             elif len(req.output) >= req.params.max_new_tokens:
                 req.finish_reason = "length"
             if req.finished:
-                del self.running[slot]
+                del self.running[req.slot]  # type: ignore[arg-type]
+            elif len(req.output) > 1:
+                # After a decode step the token just produced sits at the next position (after the
+                # prefill it sits at len(prompt), where the position already points).
+                advancing.append(req.slot)
             events.append(StepEvent(req, token, req.finished))
-        # Positions of the rows that decode next: the token just produced sits at the next position.
-        for req in reqs:
-            if not req.finished and len(req.output) > 1:
-                self.positions[req.slot] += 1
+        if advancing:
+            self.positions[torch.tensor(advancing, device=self.device)] += 1
         return events
 
     # -- offline use -----------------------------------------------------------------------------

@@ -45,21 +45,21 @@ class _Stream:
 
 
 class Detokenizer:
-    """Turns a growing list of token ids into text increments; holds back an incomplete UTF-8 tail."""
+    """Turns a growing list of token ids into text. Only the tokens since the last complete character
+    are decoded at each step (byte-level BPE decodes piecewise), so a long generation costs linear,
+    not quadratic, time; an incomplete UTF-8 tail waits for the tokens that complete it."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self.ids: list[int] = []
+        self.pending: list[int] = []
         self.emitted = ""
 
-    def add(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
-            return ""
-        new = text[len(self.emitted):]
-        self.emitted = text
-        return new
+    def add(self, token_id: int) -> None:
+        self.pending.append(token_id)
+        text = self.tokenizer.decode(self.pending, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if not text.endswith("\ufffd"):  # else: a character split across tokens, wait for the rest
+            self.emitted += text
+            self.pending = []
 
 
 class GenerationWorker:
@@ -155,17 +155,6 @@ class GenerationWorker:
                     self._active -= 1
                     self._cancelled.add(rid)
                     self._wake.notify()
-
-    async def complete(self, prompt_ids: Sequence[int], params: SamplingParams) -> tuple[str, list[int], str]:
-        """The whole generation: (text, token ids, finish reason)."""
-        text, ids, reason = [], [], "length"
-        async for piece in self.stream(prompt_ids, params):
-            text.append(piece.text)
-            if piece.token_id is not None and piece.finish_reason != "stop":
-                ids.append(piece.token_id)
-            if piece.finish_reason:
-                reason = piece.finish_reason
-        return "".join(text), ids, reason
 
     # -- the engine thread ------------------------------------------------------------------------
 
