@@ -105,7 +105,7 @@ def bench_engine(model: Any, batch: list[list[int]], new_tokens: int, device: to
     tokens = sum(len(o) for o in outputs)
     return {"tokens_per_second": round(tokens / median, 1), "seconds_median": round(median, 3),
             "seconds_all": [round(t, 3) for t in times], "tokens": tokens, "setup_seconds": round(setup, 2),
-            "cuda_graphs": engine.graphs is not None}
+            "cuda_graphs": engine.cuda_graphs}
 
 
 def bench_hf(model: Any, batch: list[list[int]], new_tokens: int, device: torch.device, repeats: int,

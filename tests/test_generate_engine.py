@@ -36,8 +36,14 @@ def _hf_greedy(model: GPT2LMHeadModel, prompt: list[int], n: int, **kwargs: floa
     return tokens
 
 
-def test_greedy_equals_transformers_generate(model: GPT2LMHeadModel) -> None:
-    engine = GPT2Engine(model, max_slots=4)
+# static_shapes=True runs the decode step exactly as the CUDA-graph path does (rows padded to a
+# batch bucket, attention over a span bucket, free slots computing throw-away rows), eagerly on CPU.
+STATIC = pytest.mark.parametrize("static", [False, True], ids=["eager", "static-shapes"])
+
+
+@STATIC
+def test_greedy_equals_transformers_generate(model: GPT2LMHeadModel, static: bool) -> None:
+    engine = GPT2Engine(model, max_slots=4, static_shapes=static)
     params = SamplingParams(max_new_tokens=24, ignore_eos=True)
     ours = engine.generate(PROMPTS, params)
     for prompt, got in zip(PROMPTS, ours, strict=True):
@@ -45,19 +51,22 @@ def test_greedy_equals_transformers_generate(model: GPT2LMHeadModel) -> None:
         assert got == want
 
 
-def test_repetition_penalty_equals_transformers(model: GPT2LMHeadModel) -> None:
-    engine = GPT2Engine(model, max_slots=2)
+@STATIC
+def test_repetition_penalty_equals_transformers(model: GPT2LMHeadModel, static: bool) -> None:
+    engine = GPT2Engine(model, max_slots=2, static_shapes=static)
     params = SamplingParams(max_new_tokens=20, repetition_penalty=1.5, ignore_eos=True)
     for prompt, got in zip(PROMPTS, engine.generate(PROMPTS, params), strict=True):
         assert got == _hf_greedy(model, prompt, 20, repetition_penalty=1.5, min_new_tokens=20)
 
 
-def test_continuous_batching_gives_each_request_its_solo_result(model: GPT2LMHeadModel) -> None:
+@STATIC
+def test_continuous_batching_gives_each_request_its_solo_result(model: GPT2LMHeadModel, static: bool) -> None:
     """Requests of different lengths join while others run, and leave when done: every output is
     the one the request gets alone, and a short request finishes before a long one."""
     solo = [GPT2Engine(model, max_slots=1).generate([p], SamplingParams(max_new_tokens=n, ignore_eos=True))[0]
             for p, n in zip(PROMPTS, (30, 3, 12, 7), strict=True)]
-    engine = GPT2Engine(model, max_slots=2)  # fewer slots than requests: the last ones wait for a free slot
+    # Fewer slots than requests: the last ones wait for a free slot.
+    engine = GPT2Engine(model, max_slots=3, static_shapes=static)
     reqs = [engine.add(p, SamplingParams(max_new_tokens=n, ignore_eos=True))
             for p, n in zip(PROMPTS, (30, 3, 12, 7), strict=True)]
     finished_at = {}
@@ -124,12 +133,53 @@ def test_cancel_frees_the_slot(model: GPT2LMHeadModel) -> None:
         max_new_tokens=4, ignore_eos=True))[0]
 
 
+@STATIC
+def test_mixed_parameters_and_holes_in_the_batch(model: GPT2LMHeadModel, static: bool) -> None:
+    """Greedy, penalized and sampled requests in one batch, finishing at different steps so that free
+    slots open between running ones: each still gets its solo result."""
+    specs = [SamplingParams(max_new_tokens=n, repetition_penalty=rp, do_sample=ds, seed=7, ignore_eos=True)
+             for n, rp, ds in ((40, 1.0, False), (2, 1.3, False), (25, 1.0, True), (5, 1.0, False),
+                               (33, 1.2, False), (60, 1.0, False))]
+    prompts = [*PROMPTS, [1, 2, 3], [4] * 20]
+    solo = [GPT2Engine(model, max_slots=1).generate([p], sp)[0] for p, sp in zip(prompts, specs, strict=True)]
+    engine = GPT2Engine(model, max_slots=5, static_shapes=static)
+    assert engine.generate(prompts, specs) == solo
+
+
+def test_prefill_budget_spreads_admission_over_steps(model: GPT2LMHeadModel) -> None:
+    engine = GPT2Engine(model, max_slots=4, max_prefill_tokens=12)
+    reqs = [engine.add(p, SamplingParams(max_new_tokens=6, ignore_eos=True)) for p in PROMPTS]
+    engine.step()  # [5, 17, 42, 9] + [100] padded to 4 tokens each: 8; a third would make 3 x 11 > 12
+    assert [r.slot is not None for r in reqs] == [True, True, False, False]
+    engine.step()  # a request longer than the budget is still admitted, alone
+    assert reqs[2].slot is not None and reqs[3].slot is None
+    list(engine.run())
+    solo = [GPT2Engine(model, max_slots=1).generate([p], SamplingParams(max_new_tokens=6, ignore_eos=True))[0]
+            for p in PROMPTS]
+    assert [r.output for r in reqs] == solo
+
+
+def test_cancel_a_waiting_request(model: GPT2LMHeadModel) -> None:
+    engine = GPT2Engine(model, max_slots=1)
+    reqs = [engine.add(p, SamplingParams(max_new_tokens=3, ignore_eos=True)) for p in PROMPTS[:3]]
+    engine.step()
+    engine.cancel(reqs[2])  # waiting behind another: retired at the next step, not when it reaches the head
+    events = engine.step()
+    assert reqs[2].finish_reason == "cancelled" and reqs[2].output == [] and reqs[2].slot is None
+    assert [e.token for e in events if e.request is reqs[2]] == [None]
+    assert not reqs[0].finished and not reqs[1].finished
+    list(engine.run())
+    assert reqs[0].finish_reason == reqs[1].finish_reason == "length"
+
+
 def test_bad_requests(model: GPT2LMHeadModel) -> None:
     engine = GPT2Engine(model, max_slots=1)
     with pytest.raises(ValueError, match="over the engine's 96 positions"):
         engine.add([1] * 90, SamplingParams(max_new_tokens=10))
     with pytest.raises(ValueError, match="at least one token"):
         engine.add([], SamplingParams())
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 300\)"):
+        engine.add([5, VOCAB], SamplingParams())
     for bad in ({"temperature": 0}, {"top_p": 0}, {"top_k": -1}, {"max_new_tokens": 0}):
         with pytest.raises(ValueError):
             engine.add([1], SamplingParams(**bad))  # type: ignore[arg-type]
@@ -149,7 +199,7 @@ def test_cuda_graph_engine_greedy_equals_transformers_in_fp32(model: GPT2LMHeadM
     cuda_model.load_state_dict(model.state_dict())
     cuda_model.to("cuda")
     engine = GPT2Engine(cuda_model, max_slots=8, device="cuda")
-    assert engine.graphs is not None and engine.graphs.buckets == [1, 2, 4, 8]
+    assert engine.cuda_graphs and engine.decoder is not None and engine.decoder.row_buckets == [1, 2, 4, 8]
     ours = engine.generate(PROMPTS, SamplingParams(max_new_tokens=24, ignore_eos=True))
     for prompt, got in zip(PROMPTS, ours, strict=True):
         with torch.inference_mode():

@@ -25,7 +25,7 @@ from ._sampling import SamplingParams, apply_repetition_penalty, filter_top_k_to
 class _Layer:
     ln1_w: torch.Tensor
     ln1_b: torch.Tensor
-    qkv_w: torch.Tensor  # (3E, E): F.linear layout (transformers' Conv1D stores the transpose)
+    qkv_w: torch.Tensor  # (3E, E) for F.linear: a transposed view of transformers' Conv1D weight, no copy
     qkv_b: torch.Tensor
     proj_w: torch.Tensor
     proj_b: torch.Tensor
@@ -67,11 +67,11 @@ class GPT2Weights:
             p = f"h.{i}."
             self.layers.append(_Layer(
                 get(p + "ln_1.weight"), get(p + "ln_1.bias"),
-                get(p + "attn.c_attn.weight").t().contiguous(), get(p + "attn.c_attn.bias"),
-                get(p + "attn.c_proj.weight").t().contiguous(), get(p + "attn.c_proj.bias"),
+                get(p + "attn.c_attn.weight").t(), get(p + "attn.c_attn.bias"),
+                get(p + "attn.c_proj.weight").t(), get(p + "attn.c_proj.bias"),
                 get(p + "ln_2.weight"), get(p + "ln_2.bias"),
-                get(p + "mlp.c_fc.weight").t().contiguous(), get(p + "mlp.c_fc.bias"),
-                get(p + "mlp.c_proj.weight").t().contiguous(), get(p + "mlp.c_proj.bias"),
+                get(p + "mlp.c_fc.weight").t(), get(p + "mlp.c_fc.bias"),
+                get(p + "mlp.c_proj.weight").t(), get(p + "mlp.c_proj.bias"),
             ))
 
 
@@ -155,45 +155,74 @@ class GPT2Runner:
         return self._logits(x)[:, 0]
 
 
-class GraphDecoder:
-    """Decode steps captured as CUDA graphs, one per batch-size bucket.
+def _buckets(limit: int, smallest: int) -> list[int]:
+    """Powers of two from ``smallest`` below ``limit``, then ``limit`` itself."""
+    out, b = [], smallest
+    while b < limit:
+        out.append(b)
+        b *= 2
+    return [*out, limit]
 
-    Each graph runs rows 0..b-1 over every cache position (static shapes); a step picks the smallest
-    bucket that holds its rows, copies tokens and positions into the graph's inputs and replays it,
-    so a step costs one launch instead of hundreds of small kernels issued from Python. All graphs
-    are captured when the engine starts, before any request has cache rows to disturb.
+
+class StepDecoder:
+    """Decode steps on static shapes: the rows run are rounded up to a batch-size bucket and the cache
+    positions attended to up to a span bucket, so that each (rows, span) pair is one fixed-shape
+    computation. With ``capture`` (CUDA) each pair is captured once as a CUDA graph: a step is then one
+    replay instead of hundreds of small kernels issued from Python. Without it the same padded
+    computation runs eagerly (what the CPU tests check).
+
+    Padding rows are free slots: the engine keeps their position at 0 so that what they compute
+    (a throw-away cache write at position 0 of a free slot) stays in bounds and harmless. Graphs are
+    captured largest first into one shared memory pool, and all write their logits into one shared
+    output buffer, so memory grows with the largest graph rather than with the number of graphs.
     """
 
-    def __init__(self, runner: GPT2Runner, max_rows: int) -> None:
+    def __init__(self, runner: GPT2Runner, tokens: torch.Tensor, positions: torch.Tensor, *, capture: bool) -> None:
         self.runner = runner
-        self.buckets = sorted({b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if b <= max_rows} | {max_rows})
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        dev = runner.cache.k.device
-        span = runner.cache.max_seq
-        for b in self.buckets:
-            tokens = torch.zeros(b, dtype=torch.long, device=dev)
-            positions = torch.zeros(b, dtype=torch.long, device=dev)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm-up: kernels chosen and workspaces allocated outside the capture
-                    runner.decode(tokens, positions, span)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                logits = runner.decode(tokens, positions, span)
-            self.graphs[b] = (graph, tokens, positions, logits)
+        self.tokens, self.positions = tokens, positions  # the engine's static inputs (all slots)
+        rows, max_seq = runner.cache.slots, runner.cache.max_seq
+        self.row_buckets = _buckets(rows, 1)
+        self.span_buckets = _buckets(max_seq, min(32, max_seq))
+        self.logits = torch.zeros(rows, runner.w.vocab_size, device=tokens.device)
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        if capture:
+            self._capture_all()
 
-    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
-        b = next(x for x in self.buckets if x >= n)
-        graph, tok_in, pos_in, logits = self.graphs[b]
-        tok_in.copy_(tokens[:b])
-        pos_in.copy_(positions[:b])
-        graph.replay()
-        return logits[:n]
+    def bucket(self, n: int, span: int) -> tuple[int, int]:
+        return (next(b for b in self.row_buckets if b >= n), next(s for s in self.span_buckets if s >= span))
+
+    def _run(self, rows: int, span: int) -> None:
+        self.logits[:rows].copy_(self.runner.decode(self.tokens[:rows], self.positions[:rows], span))
+
+    def _capture_all(self) -> None:
+        pool = None
+        for rows in reversed(self.row_buckets):
+            for span in reversed(self.span_buckets):
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):  # warm-up: kernels chosen, workspaces made outside the capture
+                    for _ in range(2):
+                        self._run(rows, span)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=pool):
+                    self._run(rows, span)
+                pool = pool or graph.pool()
+                self.graphs[rows, span] = graph
+        torch.cuda.synchronize()
+
+    def __call__(self, n: int, span: int) -> torch.Tensor:
+        """Logits of rows 0..n-1 after one step; ``span`` covers every position those rows attend to."""
+        key = self.bucket(n, span)
+        graph = self.graphs.get(key)
+        if graph is not None:
+            graph.replay()
+        else:
+            self._run(*key)
+        return self.logits[:n]
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One generation in the engine: its prompt, parameters, and what it has produced so far."""
 
@@ -201,7 +230,7 @@ class Request:
     prompt: list[int]
     params: SamplingParams
     output: list[int] = field(default_factory=list)
-    finish_reason: str | None = None  # "length" | "eos" | "stop" | "cancelled"
+    finish_reason: str | None = None  # "length" | "eos" | "stop" | "cancelled" | "error"
     slot: int | None = None
     generator: torch.Generator | None = None
     cancelled: bool = False
@@ -211,10 +240,10 @@ class Request:
         return self.finish_reason is not None
 
 
-@dataclass
+@dataclass(slots=True)
 class StepEvent:
     request: Request
-    token: int | None  # None when the request ended without a new token (cancelled)
+    token: int | None  # None when the request ended without a new token (cancelled, failed)
     finished: bool
 
 
@@ -224,10 +253,17 @@ class GPT2Engine:
     ``add`` queues a request; each ``step`` admits waiting requests into free slots (one batched
     prefill, which yields their first token), then runs one decode step for every running request
     and retires those that finished. A request never waits for a longer one to end.
+
+    Decode steps run eagerly on exactly the rows and positions in use (CPU default), or on static
+    bucketed shapes (``static_shapes``), captured as CUDA graphs (``cuda_graphs``, the CUDA default).
+    ``max_prefill_tokens`` bounds one prefill (requests x longest prompt): more waiting requests are
+    admitted at the next steps, so a burst of long prompts neither exhausts memory nor stalls the
+    running streams for long.
     """
 
     def __init__(self, model: Any, *, max_slots: int = 64, max_seq: int | None = None, device: str = "cpu",
-                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None) -> None:
+                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None,
+                 static_shapes: bool | None = None, max_prefill_tokens: int = 8192) -> None:
         self.device = torch.device(device)
         dtype = dtype or next(model.parameters()).dtype
         self.weights = GPT2Weights(model, self.device, dtype)
@@ -235,8 +271,13 @@ class GPT2Engine:
         self.cache = KVCache(self.weights, max_slots, self.max_seq, self.device, dtype)
         self.runner = GPT2Runner(self.weights, self.cache)
         self.max_slots = max_slots
+        self.max_prefill_tokens = max_prefill_tokens
         self.waiting: deque[Request] = deque()
         self.running: dict[int, Request] = {}  # slot -> request
+        self._cancelled = 0  # requests marked cancelled and not yet retired
+        # Host copy of each slot's next position (0 for a free slot): the span of a step is known
+        # without reading the device.
+        self._pos = [0] * max_slots
         self.positions = torch.zeros(max_slots, dtype=torch.long, device=self.device)
         self.last_tokens = torch.zeros(max_slots, dtype=torch.long, device=self.device)
         self.seen = torch.zeros(max_slots, self.weights.vocab_size, dtype=torch.bool, device=self.device)
@@ -244,7 +285,12 @@ class GPT2Engine:
         use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         if use_graphs and self.device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
-        self.graphs = GraphDecoder(self.runner, max_slots) if use_graphs else None
+        static = use_graphs if static_shapes is None else static_shapes
+        if use_graphs and not static:
+            raise ValueError("CUDA graphs need static shapes")
+        self.decoder = (StepDecoder(self.runner, self.last_tokens, self.positions, capture=use_graphs)
+                        if static else None)
+        self.cuda_graphs = use_graphs
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -256,6 +302,8 @@ class GPT2Engine:
         if len(prompt) + params.max_new_tokens > self.max_seq:
             raise ValueError(f"prompt ({len(prompt)} tokens) + max_new_tokens ({params.max_new_tokens}) is over "
                              f"the engine's {self.max_seq} positions")
+        if max(prompt) >= self.weights.vocab_size or min(prompt) < 0:
+            raise ValueError(f"token ids must be in [0, {self.weights.vocab_size})")
         request = Request(next(self._ids), list(prompt), params)
         if params.do_sample:
             request.generator = torch.Generator(device=self.device)
@@ -265,7 +313,21 @@ class GPT2Engine:
 
     def cancel(self, request: Request) -> None:
         """Free the request's slot at the next step (a client went away)."""
-        request.cancelled = True
+        if not request.cancelled and not request.finished:
+            request.cancelled = True
+            self._cancelled += 1
+
+    def fail_all(self) -> list[Request]:
+        """End every running and waiting request with ``error`` (after a failed step); frees all slots."""
+        failed = [*self.running.values(), *self.waiting]
+        for req in failed:
+            req.finish_reason = "error"
+        for slot in self.running:
+            self._pos[slot] = 0
+        self.running.clear()
+        self.waiting.clear()
+        self._cancelled = 0
+        return failed
 
     @property
     def has_work(self) -> bool:
@@ -275,50 +337,82 @@ class GPT2Engine:
 
     def step(self) -> list[StepEvent]:
         events: list[StepEvent] = []
-        for slot, req in list(self.running.items()):
-            if req.cancelled:
-                req.finish_reason = "cancelled"
-                events.append(StepEvent(req, None, True))
-                del self.running[slot]
-        while self.waiting and self.waiting[0].cancelled:
-            req = self.waiting.popleft()
-            req.finish_reason = "cancelled"
-            events.append(StepEvent(req, None, True))
-        decoding = sorted(self.running)  # requests that already have a token to feed
+        if self._cancelled:
+            events += self._retire_cancelled()
+        decoding = sorted(self.running)  # slots of requests that already have a token to feed
         admitted = self._admit()
         if admitted:
             logits = self.runner.prefill([r.slot for r in admitted], [r.prompt for r in admitted])  # type: ignore[misc]
-            events += self._sample_and_advance(admitted, logits)
+            events += self._sample_and_advance(admitted, logits, advance=False)
         if decoding:
-            n = max(decoding) + 1  # rows 0..n-1; holes (free slots) compute throw-away values
-            if self.graphs is not None:
-                logits = self.graphs(self.last_tokens, self.positions, n)
+            # Rows 0..n-1 run; holes (free or just-admitted slots) compute throw-away values.
+            n = decoding[-1] + 1
+            if self.decoder is not None:
+                rows, span = self.decoder.bucket(n, max(self._pos[:n]) + 1)
+                self.positions[:rows].copy_(torch.tensor(self._pos[:rows]))
+                logits = self.decoder(n, span)
             else:
-                span = int(self.positions[:n].max()) + 1  # eager: attend only to the positions in use
+                self.positions[:n].copy_(torch.tensor(self._pos[:n]))
+                span = max(self._pos[:n]) + 1  # eager: attend only to the positions in use
                 logits = self.runner.decode(self.last_tokens[:n], self.positions[:n], span)
-            reqs = [self.running[s] for s in decoding]
-            events += self._sample_and_advance(reqs, logits[decoding])
+            if len(decoding) < n:
+                logits = logits[torch.tensor(decoding, device=self.device)]
+            events += self._sample_and_advance([self.running[s] for s in decoding], logits, advance=True)
         return events
+
+    def _retire_cancelled(self) -> list[StepEvent]:
+        events = []
+        for slot, req in list(self.running.items()):
+            if req.cancelled:
+                self._free(req, "cancelled")
+                events.append(StepEvent(req, None, True))
+        if any(r.cancelled for r in self.waiting):
+            for req in self.waiting:
+                if req.cancelled:
+                    req.finish_reason = "cancelled"
+                    events.append(StepEvent(req, None, True))
+            self.waiting = deque(r for r in self.waiting if not r.cancelled)
+        self._cancelled = 0
+        return events
+
+    def _free(self, req: Request, reason: str) -> None:
+        req.finish_reason = reason
+        del self.running[req.slot]  # type: ignore[arg-type]
+        self._pos[req.slot] = 0  # type: ignore[index]
 
     def _admit(self) -> list[Request]:
         free = [s for s in range(self.max_slots) if s not in self.running]
-        admitted = []
-        while self.waiting and free:
-            req = self.waiting.popleft()
-            req.slot = free.pop(0)
-            self.running[req.slot] = req
-            self.seen[req.slot] = False
-            self.seen[req.slot, torch.tensor(req.prompt, device=self.device)] = True
-            self.positions[req.slot] = len(req.prompt)
-            admitted.append(req)
+        admitted: list[Request] = []
+        longest = 0
+        while self.waiting and len(admitted) < len(free):
+            nxt = self.waiting[0]
+            longest_with = max(longest, len(nxt.prompt))
+            if admitted and (len(admitted) + 1) * longest_with > self.max_prefill_tokens:
+                break  # the rest joins at the next steps
+            self.waiting.popleft()
+            nxt.slot, longest = free[len(admitted)], longest_with
+            self.running[nxt.slot] = nxt
+            self._pos[nxt.slot] = len(nxt.prompt)
+            admitted.append(nxt)
+        penalized = [r for r in admitted if r.params.repetition_penalty != 1.0]
+        if penalized:  # the seen-token mask is kept only for requests that use it
+            self.seen[torch.tensor([r.slot for r in penalized], device=self.device)] = False
+            rows = [r.slot for r in penalized for _ in r.prompt]
+            cols = [t for r in penalized for t in r.prompt]
+            self.seen[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)] = True
         return admitted
 
-    def _sample_and_advance(self, reqs: list[Request], logits: torch.Tensor) -> list[StepEvent]:
-        slots = torch.tensor([r.slot for r in reqs], device=self.device)
-        penalties = [r.params.repetition_penalty for r in reqs]
-        if any(p != 1.0 for p in penalties):
-            logits = apply_repetition_penalty(logits, self.seen[slots],
-                                              torch.tensor(penalties, device=self.device)[:, None])
+    def _sample_and_advance(self, reqs: list[Request], logits: torch.Tensor, *, advance: bool) -> list[StepEvent]:
+        """Pick each request's next token from its row of ``logits``; retire the finished ones. ``advance``:
+        the token fed this step was at the slot's position, so the new one goes one further (after a
+        prefill the first new token sits at len(prompt), where the position already points)."""
+        penalized = [i for i, r in enumerate(reqs) if r.params.repetition_penalty != 1.0]
+        if penalized:
+            rows = torch.tensor(penalized, device=self.device)
+            pen_slots = torch.tensor([reqs[i].slot for i in penalized], device=self.device)
+            factors = torch.tensor([reqs[i].params.repetition_penalty for i in penalized], device=self.device)
+            logits = logits.clone()
+            logits[rows] = apply_repetition_penalty(logits[rows], self.seen[pen_slots], factors[:, None])
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, r in enumerate(reqs) if r.params.do_sample]
         if sampled:
@@ -329,28 +423,25 @@ class GPT2Engine:
             probs = torch.softmax(sub, dim=-1)
             for j, i in enumerate(sampled):  # each request draws from its own generator (its seed)
                 tokens[i] = torch.multinomial(probs[j], 1, generator=reqs[i].generator)[0]
+        # One batched write for the whole step (not one per request: on a GPU each is a kernel launch).
+        slots = [r.slot for r in reqs]
+        self.last_tokens[torch.tensor(slots, device=self.device)] = tokens
+        if penalized:
+            self.seen[pen_slots, tokens[rows]] = True
         out = tokens.tolist()
-        # One batched write each for the whole step (not three tiny ones per request: on a GPU each
-        # would be its own kernel launch).
-        self.seen[slots, tokens] = True
-        self.last_tokens[slots] = tokens
+        eos = self.weights.eos_token_id
+        pos = self._pos
         events = []
-        advancing = []
-        for req, token in zip(reqs, out, strict=True):
+        for req, slot, token in zip(reqs, slots, out, strict=True):
             req.output.append(token)
-            if token == self.weights.eos_token_id and not req.params.ignore_eos:
-                req.finish_reason = "eos"
-            elif len(req.output) >= req.params.max_new_tokens:
-                req.finish_reason = "length"
-            if req.finished:
-                del self.running[req.slot]  # type: ignore[arg-type]
-            elif len(req.output) > 1:
-                # After a decode step the token just produced sits at the next position (after the
-                # prefill it sits at len(prompt), where the position already points).
-                advancing.append(req.slot)
-            events.append(StepEvent(req, token, req.finished))
-        if advancing:
-            self.positions[torch.tensor(advancing, device=self.device)] += 1
+            params = req.params
+            if token == eos and not params.ignore_eos:
+                self._free(req, "eos")
+            elif len(req.output) >= params.max_new_tokens:
+                self._free(req, "length")
+            elif advance:
+                pos[slot] += 1  # type: ignore[index]
+            events.append(StepEvent(req, token, req.finish_reason is not None))
         return events
 
     # -- offline use -----------------------------------------------------------------------------

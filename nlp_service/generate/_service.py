@@ -5,6 +5,7 @@ detokenization, and cancellation when a client goes away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._engine import GPT2Engine, Request
+from ._engine import GPT2Engine, Request, StepEvent
 from ._sampling import SamplingParams
 
 log = logging.getLogger("nlp_service.generate")
@@ -181,14 +182,13 @@ class GenerationWorker:
                 if rid in requests:
                     self.engine.cancel(requests[rid])
             try:
-                events = self.engine.step()
+                events: Sequence[StepEvent | _Failed] = self.engine.step()
             except Exception:  # a failing step must not leave clients waiting forever
                 log.exception("generation step failed")
-                events = [_Failed(r) for r in [*self.engine.running.values(), *self.engine.waiting]]
-                self.engine.running.clear()
-                self.engine.waiting.clear()
+                events = [_Failed(r) for r in self.engine.fail_all()]
             self.stats["steps"] += 1
             self.stats["max_running"] = max(self.stats["max_running"], len(self.engine.running))
+            deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Stream, int | None, str | None]]] = {}
             with self._wake:
                 for event in events:
                     rid = ids[event.request.id]
@@ -202,7 +202,12 @@ class GenerationWorker:
                     if event.finished and stream.counted:
                         stream.counted = False
                         self._active -= 1
-                    stream.loop.call_soon_threadsafe(stream.queue.put_nowait, (event.token, reason))
+                    deliveries.setdefault(stream.loop, []).append((stream, event.token, reason))
+            # One wake-up of each event loop per step, not one per token: at hundreds of streams the
+            # per-call cost of call_soon_threadsafe would otherwise bound the step rate.
+            for loop, items in deliveries.items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is listening
+                    loop.call_soon_threadsafe(_deliver, items)
 
     def close(self) -> None:
         with self._wake:
@@ -212,14 +217,16 @@ class GenerationWorker:
             self._thread.join(timeout=5)
 
 
+def _deliver(items: list[tuple[_Stream, int | None, str | None]]) -> None:
+    for stream, token, reason in items:
+        stream.queue.put_nowait((token, reason))
+
+
 @dataclass
 class _Failed:
     request: Request
     token: int | None = None
     finished: bool = True
-
-    def __post_init__(self) -> None:
-        self.request.finish_reason = "error"
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
