@@ -145,11 +145,21 @@ def bench_http(model: Any, streams: Sequence[int], prompt_tokens: int, new_token
     from tests.test_e2e import free_port
 
     texts = [t for _, t in zip(range(20000), iter_corpus(SPANISH_CORPUS), strict=False)]
-    tokenizer = train_byte_bpe(texts, model.config.vocab_size)
-    results: dict[str, Any] = {"tokenizer_vocab": len(tokenizer)}
+    vocab = model.config.vocab_size
+    tokenizer = train_byte_bpe(texts, vocab)
+    learned = len(tokenizer)
+    # The shipped corpus has fewer merges to learn than GPT-2's 50,257 ids: fill the rest with unused
+    # tokens so that every id the (random) model can emit decodes.
+    tokenizer.add_tokens([f"<unused{i}>" for i in range(vocab - learned)])
+    results: dict[str, Any] = {"tokenizer_learned": learned, "tokenizer_vocab": len(tokenizer)}
     with tempfile.TemporaryDirectory() as tmp:
+        # No end-of-text id: every request makes exactly new_tokens tokens, as with ignore_eos in the
+        # engine runs (a random model would otherwise stop at arbitrary points).
+        eos = model.config.eos_token_id
+        model.config.eos_token_id = None
         save_generator(Path(tmp), "bench-gpt2", model=model.float().cpu(), tokenizer=tokenizer, params={}, data={},
                        metrics={})
+        model.config.eos_token_id = eos
         model.to(device)
         port = free_port()
         env = {**os.environ, "NLP_DEVICE": device.type, "NLP_GENERATION_MAX_BATCH": str(max(streams)),

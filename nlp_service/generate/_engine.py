@@ -112,11 +112,10 @@ class GPT2Runner:
         """Run the prompts (right-padded into one batch), fill their cache rows; logits (N, V) of each
         prompt's last token."""
         w, dev = self.w, self.cache.k.device
-        lengths = torch.tensor([len(p) for p in prompts], device=dev)
-        t = int(lengths.max())
-        ids = torch.zeros(len(prompts), t, dtype=torch.long, device=dev)
-        for i, p in enumerate(prompts):
-            ids[i, : len(p)] = torch.tensor(p, device=dev)
+        t = max(len(p) for p in prompts)
+        # Built on the host and moved once (not one small copy per prompt).
+        ids = torch.tensor([[*p, *[0] * (t - len(p))] for p in prompts], dtype=torch.long).to(dev)
+        lengths = torch.tensor([len(p) for p in prompts]).to(dev)
         pos = torch.arange(t, device=dev)
         x = w.wte[ids] + w.wpe[pos][None]
         causal = pos[None, :] <= pos[:, None]  # (T, T)
@@ -362,7 +361,7 @@ class GPT2Engine:
 
     def _retire_cancelled(self) -> list[StepEvent]:
         events = []
-        for slot, req in list(self.running.items()):
+        for req in list(self.running.values()):
             if req.cancelled:
                 self._free(req, "cancelled")
                 events.append(StepEvent(req, None, True))
