@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,11 @@ class GenerationWorker:
     def __init__(self, model: Any, tokenizer: Any, *, device: str, max_slots: int, max_queue: int,
                  max_input_tokens: int, max_total_tokens: int) -> None:
         # The KV cache holds max_slots x max_total_tokens positions: no more than a request may use.
+        start = time.perf_counter()
         self.engine = GPT2Engine(model, max_slots=max_slots, device=device, max_seq=max_total_tokens)
+        graphs = len(self.engine.decoder.graphs) if self.engine.decoder is not None else 0
+        log.info("generation engine on %s: %d slots x %d positions, %d CUDA graphs, ready in %.1f s", device,
+                 max_slots, self.engine.max_seq, graphs, time.perf_counter() - start)
         self.tokenizer = tokenizer
         self.max_queue = max_queue
         self.max_input_tokens = min(max_input_tokens, self.engine.max_seq - 1)
