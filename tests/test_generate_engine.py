@@ -215,3 +215,27 @@ def test_cuda_graph_engine_greedy_equals_transformers_in_fp32(model: GPT2LMHeadM
     engine2 = GPT2Engine(cuda_model, max_slots=2, device="cuda")
     outs = engine2.generate(PROMPTS, [SamplingParams(max_new_tokens=n, ignore_eos=True) for n in (30, 3, 12, 7)])
     assert outs == solo
+
+
+def test_batched_top_k_top_p_equals_transformers_warpers_row_by_row() -> None:
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    from nlp_service.generate._sampling import filter_top_k_top_p
+
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(7, 60, generator=gen) * 3
+    order = logits[2].argsort(descending=True)
+    logits[2, order[10:12]] = logits[2, order[9]].item()  # two ties with the 10th value: top-10 keeps 12
+    top_k = [0, 5, 10, 1, 0, 59, 60]
+    top_p = [1.0, 1.0, 0.8, 0.5, 0.3, 0.95, 0.05]
+    got = filter_top_k_top_p(logits, top_k, top_p)
+    for row, (k, p) in enumerate(zip(top_k, top_p, strict=True)):
+        want = logits[row : row + 1]
+        if k > 0:
+            want = TopKLogitsWarper(k)(None, want)
+        if p < 1.0:
+            want = TopPLogitsWarper(p)(None, want)
+        assert torch.equal(torch.isinf(got[row]), torch.isinf(want[0])), (row, k, p)
+        assert torch.equal(got[row][~torch.isinf(got[row])], logits[row][~torch.isinf(got[row])])
+    assert (~torch.isinf(filter_top_k_top_p(logits[2:3], [10], [1.0]))).sum() == 12
+    assert torch.equal(filter_top_k_top_p(logits, [0] * 7, [1.0] * 7), logits)

@@ -9,7 +9,9 @@ CUDA graph per batch-size bucket on a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import secrets
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._sampling import SamplingParams, apply_repetition_penalty, filter_top_k_top_p
 
@@ -90,6 +93,15 @@ class GPT2Runner:
 
     def __init__(self, w: GPT2Weights, cache: KVCache) -> None:
         self.w, self.cache = w, cache
+        # On CUDA, memory-efficient attention (masks, strided cache views) or math: not cuDNN attention,
+        # which newer PyTorch prefers on Hopper in fp16 and which builds a plan per new shape (a stall
+        # at each prefill of a new length).
+        self._on_cuda = cache.k.device.type == "cuda"
+
+    def _attention_backends(self) -> contextlib.AbstractContextManager[Any]:
+        if self._on_cuda:
+            return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.MATH])
+        return contextlib.nullcontext()
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, E) -> (N, H, T, D)
         n, t, _ = x.shape
@@ -121,6 +133,13 @@ class GPT2Runner:
         causal = pos[None, :] <= pos[:, None]  # (T, T)
         mask = causal[None, None] & (pos[None, None, None, :] < lengths[:, None, None, None])
         rows = torch.tensor(list(slots), device=dev)
+        with self._attention_backends():
+            x = self._prefill_layers(x, rows, t, mask)
+        last = x[torch.arange(len(prompts), device=dev), lengths - 1]
+        return self._logits(last[:, None])[:, 0]
+
+    def _prefill_layers(self, x: torch.Tensor, rows: torch.Tensor, t: int, mask: torch.Tensor) -> torch.Tensor:
+        w = self.w
         for li, layer in enumerate(w.layers):
             h = F.layer_norm(x, (w.n_embd,), layer.ln1_w, layer.ln1_b, w.eps)
             q, k, v = F.linear(h, layer.qkv_w, layer.qkv_b).split(w.n_embd, dim=-1)
@@ -129,8 +148,7 @@ class GPT2Runner:
             self.cache.v[li, rows, :, :t] = v
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             x = self._block_tail(layer, x, attn)
-        last = x[torch.arange(len(prompts), device=dev), lengths - 1]
-        return self._logits(last[:, None])[:, 0]
+        return x
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, span: int) -> torch.Tensor:
@@ -141,6 +159,12 @@ class GPT2Runner:
         rows = torch.arange(n, device=tokens.device)
         x = (w.wte[tokens] + w.wpe[positions])[:, None]  # (N, 1, E)
         mask = (torch.arange(span, device=tokens.device)[None, :] <= positions[:, None])[:, None, None]
+        with self._attention_backends():
+            return self._decode_layers(x, rows, positions, span, mask)
+
+    def _decode_layers(self, x: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, span: int,
+                       mask: torch.Tensor) -> torch.Tensor:
+        w, n = self.w, rows.size(0)
         for li, layer in enumerate(w.layers):
             h = F.layer_norm(x, (w.n_embd,), layer.ln1_w, layer.ln1_b, w.eps)
             q, k, v = F.linear(h, layer.qkv_w, layer.qkv_b).split(w.n_embd, dim=-1)
@@ -154,13 +178,20 @@ class GPT2Runner:
         return self._logits(x)[:, 0]
 
 
-def _buckets(limit: int, smallest: int) -> list[int]:
-    """Powers of two from ``smallest`` below ``limit``, then ``limit`` itself."""
-    out, b = [], smallest
+def _row_buckets(limit: int) -> list[int]:
+    """Batch sizes with a graph: powers of two below ``limit``, then ``limit``."""
+    out, b = [], 1
     while b < limit:
         out.append(b)
         b *= 2
     return [*out, limit]
+
+
+def _span_buckets(limit: int, step: int = 64) -> list[int]:
+    """Attention spans with a graph: 32, then multiples of ``step`` below ``limit``, then ``limit``.
+    Linear, not doubling, steps: at hundreds of rows reading the cache dominates a step, and a span
+    one past a power of two would otherwise read up to twice the positions in use."""
+    return [*(s for s in (32, *range(step, limit, step)) if s < limit), limit]
 
 
 class StepDecoder:
@@ -180,8 +211,8 @@ class StepDecoder:
         self.runner = runner
         self.tokens, self.positions = tokens, positions  # the engine's static inputs (all slots)
         rows, max_seq = runner.cache.slots, runner.cache.max_seq
-        self.row_buckets = _buckets(rows, 1)
-        self.span_buckets = _buckets(max_seq, min(32, max_seq))
+        self.row_buckets = _row_buckets(rows)
+        self.span_buckets = _span_buckets(max_seq)
         self.logits = torch.zeros(rows, runner.w.vocab_size, device=tokens.device)
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         if capture:
@@ -195,9 +226,9 @@ class StepDecoder:
 
     def _capture_all(self) -> None:
         pool = None
+        side = torch.cuda.Stream()  # one: cuBLAS keeps a workspace per stream for the process's life
         for rows in reversed(self.row_buckets):
             for span in reversed(self.span_buckets):
-                side = torch.cuda.Stream()
                 side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):  # warm-up: kernels chosen, workspaces made outside the capture
                     for _ in range(2):
@@ -306,7 +337,8 @@ class GPT2Engine:
         request = Request(next(self._ids), list(prompt), params)
         if params.do_sample:
             request.generator = torch.Generator(device=self.device)
-            request.generator.manual_seed(params.seed if params.seed is not None else torch.seed())
+            # Not torch.seed(): that would reseed the process's global generators as a side effect.
+            request.generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
         self.waiting.append(request)
         return request
 

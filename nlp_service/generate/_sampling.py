@@ -45,23 +45,24 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 
 
 def filter_top_k_top_p(logits: torch.Tensor, top_k: Sequence[int], top_p: Sequence[float]) -> torch.Tensor:
-    """Logits outside each row's top-k / nucleus set to -inf (rows with neither are left alone)."""
+    """Logits outside each row's top-k, then outside its nucleus, set to -inf; transformers' rules
+    (``TopKLogitsWarper`` keeps ties with the k-th value, ``TopPLogitsWarper`` always keeps the most
+    likely token). One batched pass for all rows, each with its own k and p (0 / 1: off), rather than
+    a dozen small kernels per row."""
+    vocab = logits.size(-1)
+    dev = logits.device
     out = logits
-    for row, (k, p) in enumerate(zip(top_k, top_p, strict=True)):
-        if k <= 0 and p >= 1.0:
-            continue
-        x = out[row]
-        if 0 < k < x.numel():
-            kth = torch.topk(x, k).values[-1]
-            x = x.masked_fill(x < kth, float("-inf"))
-        if p < 1.0:
-            sorted_logits, order = torch.sort(x, descending=False)
-            cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-            remove_sorted = cumulative <= (1 - p)
-            remove_sorted[-1] = False  # always keep the most likely token
-            remove = torch.zeros_like(remove_sorted).scatter(0, order, remove_sorted)
-            x = x.masked_fill(remove, float("-inf"))
-        if out is logits:
-            out = logits.clone()
-        out[row] = x
+    if any(0 < k < vocab for k in top_k):
+        k = torch.tensor([k if 0 < k < vocab else vocab for k in top_k], device=dev)
+        kth = torch.sort(out, dim=-1, descending=True).values.gather(1, (k - 1)[:, None])
+        out = out.masked_fill(out < kth, float("-inf"))  # a row without top-k: kth is its minimum
+    if any(p < 1.0 for p in top_p):
+        # Ascending order: drop the least likely tokens while their total stays within 1 - p.
+        limit = torch.tensor([1 - p if p < 1.0 else -1.0 for p in top_p], device=dev)
+        sorted_logits, order = torch.sort(out, dim=-1, descending=False)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        remove_sorted = cumulative <= limit[:, None]
+        remove_sorted[:, -1] = False  # always keep the most likely token
+        remove = torch.zeros_like(remove_sorted).scatter(1, order, remove_sorted)
+        out = out.masked_fill(remove, float("-inf"))
     return out
