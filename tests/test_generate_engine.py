@@ -239,3 +239,20 @@ def test_batched_top_k_top_p_equals_transformers_warpers_row_by_row() -> None:
         assert torch.equal(got[row][~torch.isinf(got[row])], logits[row][~torch.isinf(got[row])])
     assert (~torch.isinf(filter_top_k_top_p(logits[2:3], [10], [1.0]))).sum() == 12
     assert torch.equal(filter_top_k_top_p(logits, [0] * 7, [1.0] * 7), logits)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replay_equals_the_same_static_step_run_eagerly_in_fp16(model: GPT2LMHeadModel) -> None:
+    """The graphs replay the kernels chosen at capture: in fp16 they must give the tokens that the
+    same bucketed step gives when run eagerly (greedy, sampled, penalized, rows joining and leaving)."""
+    half = GPT2LMHeadModel(model.config).eval()
+    half.load_state_dict(model.state_dict())
+    half.to("cuda", torch.float16)
+    specs = [SamplingParams(max_new_tokens=n, repetition_penalty=rp, do_sample=ds, top_p=0.9, seed=7,
+                            ignore_eos=True)
+             for n, rp, ds in ((40, 1.0, False), (2, 1.3, False), (25, 1.0, True), (5, 1.0, False))]
+    graphs = GPT2Engine(half, max_slots=3, device="cuda")
+    eager = GPT2Engine(half, max_slots=3, device="cuda", cuda_graphs=False, static_shapes=True)
+    assert graphs.cuda_graphs and graphs.decoder is not None and len(graphs.decoder.graphs) == 3 * 3
+    assert graphs.generate(PROMPTS, specs) == eager.generate(PROMPTS, specs)
