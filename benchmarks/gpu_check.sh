@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (see DEVELOPERS.md): the `gpu` tests, then the GPU benchmarks.
-# That machine has torch, numpy, scikit-learn, httpx, pytest, but not spaCy, FastAPI or pydantic:
-# carry their wheels in .whl (made with ../shared/tools/device-wheels) and this installs them.
+# That machine has torch, transformers, numpy, scikit-learn, sacrebleu, httpx, pytest, but not spaCy,
+# gensim, FastAPI or pydantic. Generation never imports gensim/spaCy; the service needs these wheels
+# (about 3 MB; the `device` run carries ".whl" and this script installs them):
+#   ../shared/tools/device-wheels fastapi==0.165.0 starlette==1.10.0 pydantic==2.14.4 pydantic-core==2.50.5 \
+#     pydantic-settings==2.16.3 python-dotenv==1.2.4 typing-inspection==0.4.5 annotated-types==0.8.0 \
+#     annotated-doc==0.0.7 opentelemetry-api==1.45.2 uvicorn==0.54.0 typer==0.29.2 typing-extensions==4.16.0
+# Checked on CPU with gensim, spaCy, scikit-learn and scipy made unimportable: the app loads gpt2-es
+# and answers /v1/generate.
 # Results land in $OUT (or ./bench-out when run elsewhere).
 set -u
 OUT=${OUT:-bench-out}
