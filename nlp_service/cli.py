@@ -65,9 +65,11 @@ def serve(
         help="Server processes (default: NLP_WORKERS or 1); each loads the models and batches on its own.")] = None,
 ) -> None:
     """Start the HTTP service (OpenAPI docs at /docs)."""
+    import copy
     import os
 
     import uvicorn
+    import uvicorn.config
 
     from .api import create_app
 
@@ -76,15 +78,21 @@ def serve(
     # applies the limit with threadpoolctl for apps built another way.
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(settings.blas_threads))
+    # The service's own log lines (models loaded or failed, engine start-up) in uvicorn's format,
+    # in every worker process (uvicorn applies log_config in each).
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["nlp_service"] = {"handlers": ["default"], "level": settings.log_level.upper(),
+                                            "propagate": False}
     if settings.workers > 1:
         # Worker processes build their own app from the environment: pass the overrides on.
         os.environ["NLP_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
         if settings.models is not None:
             os.environ["NLP_MODELS"] = json.dumps(settings.models)
         uvicorn.run("nlp_service.api.app:create_app", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_level=settings.log_level)
+                    workers=settings.workers, log_level=settings.log_level, log_config=log_config)
         return
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                log_config=log_config)
 
 
 @app.command()

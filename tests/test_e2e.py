@@ -87,11 +87,14 @@ def run_server(models_dir: Path, workdir: Path) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def http(
-    settings: Settings, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[httpx.Client]:
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def http(settings: Settings, models_dir: Path, server_dir: Path) -> Iterator[httpx.Client]:
     # `settings` first: it makes the session's models exist in models_dir.
-    with run_server(models_dir, tmp_path_factory.mktemp("server")) as client:
+    with run_server(models_dir, server_dir) as client:
         yield client
 
 
@@ -111,6 +114,12 @@ def test_ready_and_models(http: httpx.Client) -> None:
     assert body["failed"] == []
     assert sorted(m["name"] for m in body["models"]) == models
     assert ok(http.get("/v1/models/w2v-small"))["dimensions"] == 32
+
+
+def test_server_logs_the_models_it_loaded(http: httpx.Client, server_dir: Path) -> None:
+    log = (server_dir / "server.err").read_text(errors="replace")
+    assert "INFO:     loaded vectors model w2v-small" in log
+    assert "INFO:     loaded translator model tr-small" in log
 
 
 @pytest.mark.parametrize(
