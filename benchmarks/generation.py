@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import importlib.metadata
 import json
 import os
@@ -155,12 +156,10 @@ def bench_http(model: Any, streams: Sequence[int], prompt_tokens: int, new_token
     with tempfile.TemporaryDirectory() as tmp:
         # No end-of-text id: every request makes exactly new_tokens tokens, as with ignore_eos in the
         # engine runs (a random model would otherwise stop at arbitrary points).
-        eos = model.config.eos_token_id
-        model.config.eos_token_id = None
-        save_generator(Path(tmp), "bench-gpt2", model=model.float().cpu(), tokenizer=tokenizer, params={}, data={},
-                       metrics={})
-        model.config.eos_token_id = eos
-        model.to(device)
+        saved = copy.deepcopy(model).float().cpu()  # the caller's model stays as it is
+        saved.config.eos_token_id = None
+        save_generator(Path(tmp), "bench-gpt2", model=saved, tokenizer=tokenizer, params={}, data={}, metrics={})
+        del saved
         port = free_port()
         env = {**os.environ, "NLP_DEVICE": device.type, "NLP_GENERATION_MAX_BATCH": str(max(streams)),
                "NLP_GENERATION_MAX_TOTAL_TOKENS": str(prompt_tokens * 4 + new_tokens + 8)}

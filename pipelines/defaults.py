@@ -89,7 +89,7 @@ def _build_gpt2_es(settings: Settings, progress: bool) -> Path:
 
     # Demo quality by design: 4 layers x 256 wide, a 3-minute budget (about 215 steps on 2 CPU cores).
     # The schedule is the 2,000-step one that a longer run would use, cut by the budget: in so short a
-    # run holding the peak learning rate beats decaying it (measured on the 2-core VM: held-out
+    # run staying near the peak learning rate beats decaying it (measured on the 2-core VM: held-out
     # perplexity 164 after 216 steps, against 290 with a 180-step warm-up + cosine that completes in
     # time, and 471 with that at a 3e-3 peak). The pipeline trains a bigger one given time or a GPU
     # (`nlp-service train gpt2`), or fine-tunes a checkpoint.

@@ -235,3 +235,62 @@ def test_detokenizer_streams_exact_text_across_split_characters(reference: Gener
         assert "\ufffd" not in detok.emitted
     assert detok.emitted == text
     assert any(a == b for a, b in itertools.pairwise(seen))  # something was held back a step
+
+
+def test_a_failing_step_ends_every_open_stream_and_the_worker_keeps_serving(reference: GeneratorModel) -> None:
+    """Fault injection: the third engine step raises after it has run (one request finished inside it,
+    its event lost with the exception). Every open stream still ends, with ``error``; the next request
+    is served normally."""
+    from nlp_service.generate._service import GenerationWorker
+
+    worker = GenerationWorker(reference.model, reference.tokenizer, device="cpu", max_slots=2, max_queue=2,
+                              max_input_tokens=40, max_total_tokens=60)
+    real_step, calls = worker.engine.step, itertools.count(1)
+
+    def failing_step() -> Any:
+        events = real_step()
+        if next(calls) == 3:
+            raise RuntimeError("injected failure")
+        return events
+
+    worker.engine.step = failing_step  # type: ignore[method-assign]
+    ids = worker.encode("Más vale")
+
+    async def collect(n: int) -> list[Any]:
+        return [p async for p in worker.stream(ids, SamplingParams(max_new_tokens=n, ignore_eos=True))]
+
+    async def scenario() -> tuple[list[Any], list[Any], list[Any]]:
+        short, long = await asyncio.wait_for(asyncio.gather(collect(3), collect(40)), timeout=20)
+        after = await asyncio.wait_for(collect(4), timeout=20)
+        return short, long, after
+
+    try:
+        short, long, after = asyncio.run(scenario())
+        assert short[-1].finish_reason == "error" and long[-1].finish_reason == "error"
+        assert len([p for p in short if p.token_id is not None]) == 2  # the third token was lost
+        assert after[-1].finish_reason == "length" and len(after) == 4
+        assert worker._active == 0 and not worker.engine.has_work
+    finally:
+        worker.close()
+
+
+def test_a_tokenizer_larger_than_the_model_gets_422_not_a_dead_engine(tmp_path: Path, reference: GeneratorModel
+                                                                      ) -> None:
+    """Added tokens in a tokenizer saved beside a model that was not resized: a prompt that uses one is
+    a 422 that says so, and the service goes on answering."""
+    import copy
+
+    tokenizer = copy.deepcopy(reference.tokenizer)
+    tokenizer.add_tokens(["<nuevo>"])
+    assert len(tokenizer) == reference.model.config.vocab_size + 1
+    save_generator(tmp_path / "models", "mismatched", model=reference.model, tokenizer=tokenizer, params={},
+                   data={}, metrics={})
+    settings = Settings(models_dir=tmp_path / "models", cache_dir=tmp_path / "cache", device="cpu",
+                        generation_max_batch=2, generation_max_total_tokens=60)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/generate", json={"inputs": "Más vale <nuevo>", "parameters": {"max_new_tokens": 3}})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "validation_error"
+        assert "no embedding for" in r.json()["error"]["message"]
+        r = c.post("/v1/generate", json={"inputs": "Más vale", "parameters": {"max_new_tokens": 3}})
+        assert r.status_code == 200 and r.json()["generated_text"] is not None

@@ -147,11 +147,11 @@ def test_mixed_parameters_and_holes_in_the_batch(model: GPT2LMHeadModel, static:
 
 
 def test_prefill_budget_spreads_admission_over_steps(model: GPT2LMHeadModel) -> None:
-    engine = GPT2Engine(model, max_slots=4, max_prefill_tokens=12)
+    engine = GPT2Engine(model, max_slots=4, max_prefill_tokens=8)
     reqs = [engine.add(p, SamplingParams(max_new_tokens=6, ignore_eos=True)) for p in PROMPTS]
-    engine.step()  # [5, 17, 42, 9] + [100] padded to 4 tokens each: 8; a third would make 3 x 11 > 12
+    engine.step()  # [5, 17, 42, 9] + [100] padded to 4 tokens each: 8; a third would make 3 x 11 > 8
     assert [r.slot is not None for r in reqs] == [True, True, False, False]
-    engine.step()  # a request longer than the budget is still admitted, alone
+    engine.step()  # the 11-token prompt is over the budget on its own: admitted, alone
     assert reqs[2].slot is not None and reqs[3].slot is None
     list(engine.run())
     solo = [GPT2Engine(model, max_slots=1).generate([p], SamplingParams(max_new_tokens=6, ignore_eos=True))[0]

@@ -3,8 +3,8 @@ prefill, and continuous batching (requests join and leave the running batch betw
 
 The math is GPT-2's (pre-LayerNorm blocks, tanh-GELU MLP, learned positions, tied output
 embedding); greedy output equals transformers' ``generate`` token for token (tested). On CPU the
-steps run eagerly; the decode step only uses fixed-shape tensors so that it can be captured as a
-CUDA graph per batch-size bucket on a GPU.
+steps run eagerly; on a GPU the decode step runs on fixed shapes, captured as one CUDA graph per
+(batch-size bucket, attention-span bucket) pair.
 """
 
 from __future__ import annotations
@@ -201,8 +201,9 @@ class StepDecoder:
     replay instead of hundreds of small kernels issued from Python. Without it the same padded
     computation runs eagerly (what the CPU tests check).
 
-    Padding rows are free slots: the engine keeps their position at 0 so that what they compute
-    (a throw-away cache write at position 0 of a free slot) stays in bounds and harmless. Graphs are
+    Padding rows are free slots (the engine keeps their position at 0) or slots admitted in this
+    step (position len(prompt), possibly past the span): either way what they compute is a cache
+    write inside the cache that is rewritten before anything reads it, and logits nobody uses. Graphs are
     captured largest first into one shared memory pool, and all write their logits into one shared
     output buffer, so memory grows with the largest graph rather than with the number of graphs.
     """
@@ -284,7 +285,8 @@ class GPT2Engine:
     prefill, which yields their first token), then runs one decode step for every running request
     and retires those that finished. A request never waits for a longer one to end.
 
-    Decode steps run eagerly on exactly the rows and positions in use (CPU default), or on static
+    Decode steps run eagerly on rows 0..n-1 (n - 1 = the highest running slot) and the positions in
+    use (CPU default), or on static
     bucketed shapes (``static_shapes``), captured as CUDA graphs (``cuda_graphs``, the CUDA default).
     ``max_prefill_tokens`` bounds one prefill (requests x longest prompt): more waiting requests are
     admitted at the next steps, so a burst of long prompts neither exhausts memory nor stalls the

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._engine import GPT2Engine, Request, StepEvent
+from ._engine import GPT2Engine, Request
 from ._sampling import SamplingParams
 
 log = logging.getLogger("nlp_service.generate")
@@ -28,6 +28,11 @@ class PromptTooLong(ValueError):
     def __init__(self, message: str, limit: int, got: int) -> None:
         super().__init__(message)
         self.limit, self.got = limit, got
+
+
+class UnknownTokens(ValueError):
+    """The tokenizer gave ids that the model has no embedding for (a tokenizer with added tokens
+    saved beside a model that was not resized)."""
 
 
 @dataclass
@@ -108,6 +113,11 @@ class GenerationWorker:
             raise PromptTooLong(f"prompt ({n} tokens) + max_new_tokens ({max_new_tokens}) = {n + max_new_tokens} "
                                 f"is over the limit of {self.max_total_tokens} total tokens",
                                 self.max_total_tokens, n + max_new_tokens)
+        vocab = self.engine.weights.vocab_size
+        if max(prompt_ids) >= vocab or min(prompt_ids) < 0:
+            bad = sorted({i for i in prompt_ids if not 0 <= i < vocab})[:5]
+            raise UnknownTokens(f"the prompt has token ids {bad} that this model has no embedding for (its "
+                                f"vocabulary has {vocab} ids): its tokenizer and weights do not match")
 
     # -- streaming --------------------------------------------------------------------------------
 
@@ -180,34 +190,50 @@ class GenerationWorker:
                     return
                 inbox, self._inbox = self._inbox, []
                 cancelled, self._cancelled = self._cancelled, set()
+            ended: list[tuple[int, int | None, str]] = []  # (worker id, token, reason) of requests that ended
             for rid, prompt, params in inbox:
-                req = self.engine.add(prompt, params)
+                try:
+                    req = self.engine.add(prompt, params)
+                except Exception:  # checked before, so unexpected: end this request, keep serving
+                    log.exception("generation request refused by the engine")
+                    ended.append((rid, None, "error"))
+                    continue
                 requests[rid], ids[req.id] = req, rid
             for rid in cancelled:
                 if rid in requests:
                     self.engine.cancel(requests[rid])
+            progressed: list[tuple[int, int | None, str | None]] = []  # (worker id, token, reason or None)
             try:
-                events: Sequence[StepEvent | _Failed] = self.engine.step()
+                for event in self.engine.step():
+                    rid = ids[event.request.id]
+                    if event.finished:
+                        ended.append((rid, event.token, event.request.finish_reason or "error"))
+                    else:
+                        progressed.append((rid, event.token, None))
             except Exception:  # a failing step must not leave clients waiting forever
                 log.exception("generation step failed")
-                events = [_Failed(r) for r in self.engine.fail_all()]
+                self.engine.fail_all()
+                # Every request still open here ends with an error, including those that finished
+                # earlier in this step (their events were lost with the exception).
+                ended += [(rid, None, "error") for rid in requests]
+                progressed = []
+            for rid, _, _ in ended:
+                req = requests.pop(rid, None)
+                if req is not None:
+                    ids.pop(req.id, None)
             self.stats["steps"] += 1
             self.stats["max_running"] = max(self.stats["max_running"], len(self.engine.running))
             deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Stream, int | None, str | None]]] = {}
             with self._wake:
-                for event in events:
-                    rid = ids[event.request.id]
-                    if event.finished:
-                        del requests[rid], ids[event.request.id]
+                for rid, token, reason in [*progressed, *ended]:
                     stream = self._streams.get(rid)
                     if stream is None:
                         continue
-                    self.stats["tokens"] += event.token is not None
-                    reason = (event.request.finish_reason or "error") if event.finished else None
-                    if event.finished and stream.counted:
+                    self.stats["tokens"] += token is not None
+                    if reason is not None and stream.counted:
                         stream.counted = False
                         self._active -= 1
-                    deliveries.setdefault(stream.loop, []).append((stream, event.token, reason))
+                    deliveries.setdefault(stream.loop, []).append((stream, token, reason))
             # One wake-up of each event loop per step, not one per token: at hundreds of streams the
             # per-call cost of call_soon_threadsafe would otherwise bound the step rate.
             for loop, items in deliveries.items():
@@ -225,13 +251,6 @@ class GenerationWorker:
 def _deliver(items: list[tuple[_Stream, int | None, str | None]]) -> None:
     for stream, token, reason in items:
         stream.queue.put_nowait((token, reason))
-
-
-@dataclass
-class _Failed:
-    request: Request
-    token: int | None = None
-    finished: bool = True
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from ...config import Settings
 from ...generate import GeneratorModel, SamplingParams
-from ...generate._service import GenerationWorker, Piece, PromptTooLong, QueueFull
+from ...generate._service import GenerationWorker, Piece, PromptTooLong, QueueFull, UnknownTokens
 from ..deps import resolve_model
 from ..errors import APIError
 from ..models import ModelManager
@@ -50,6 +50,8 @@ def _encode(worker: GenerationWorker, prompt: str, max_new_tokens: int) -> list[
         worker.check(ids, max_new_tokens)
     except PromptTooLong as exc:
         raise APIError(422, "limit_exceeded", str(exc), {"limit": exc.limit, "got": exc.got}) from None
+    except UnknownTokens as exc:
+        raise APIError(422, "validation_error", f"inputs: {exc}") from None
     return ids
 
 
