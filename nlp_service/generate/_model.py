@@ -4,6 +4,7 @@ tokenizer) inside a model folder, served by the engine."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import torch
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
+
+log = logging.getLogger("nlp_service.generate")
 
 KIND = "generator"
 FORMAT_VERSION = 1
@@ -62,6 +65,10 @@ class GeneratorModel:
         dev = pick_device(device or getattr(settings, "device", None) or "auto")
         torch_dtype = resolve_dtype(dtype or getattr(settings, "generation_dtype", None) or "auto", dev)
         model, tokenizer = load_pretrained(folder / HF_DIR, torch_dtype)
+        if len(tokenizer) > model.config.vocab_size:
+            log.warning("generator %s: its tokenizer has %d ids, the model embeds %d: prompts with the extra "
+                        "tokens will be refused (resize the model's embeddings after adding tokens)",
+                        folder.name, len(tokenizer), model.config.vocab_size)
         loaded = cls(folder.name, manifest, model.to(dev), tokenizer, dev, torch_dtype)
         if settings is not None:
             loaded.start_worker(settings)
