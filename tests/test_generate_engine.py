@@ -256,3 +256,44 @@ def test_cuda_graph_replay_equals_the_same_static_step_run_eagerly_in_fp16(model
     eager = GPT2Engine(half, max_slots=3, device="cuda", cuda_graphs=False, static_shapes=True)
     assert graphs.cuda_graphs and graphs.decoder is not None and len(graphs.decoder.graphs) == 3 * 3
     assert graphs.generate(PROMPTS, specs) == eager.generate(PROMPTS, specs)
+
+
+def test_seeded_draws_are_uniform_and_inverse_cdf_sampling_follows_the_probabilities() -> None:
+    from nlp_service.generate._sampling import _mul32, sample_rows, seeded_uniform
+
+    values = torch.tensor([0, 1, 0xFFFFFFFF, 123456789, 0x80000000])
+    for c in (0x7FEB352D, 0x846CA68B, 0x9E3779B9):  # exact 32-bit products, no int64 overflow
+        assert _mul32(values, c).tolist() == [(v * c) & 0xFFFFFFFF for v in values.tolist()]
+    cpu = torch.device("cpu")
+    across_seeds = seeded_uniform(list(range(20000)), [0] * 20000, cpu)
+    across_steps = seeded_uniform([7] * 20000, list(range(20000)), cpu)
+    for u in (across_seeds, across_steps):
+        assert float(u.min()) > 0 and float(u.max()) < 1
+        assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.003
+        # deciles equally filled, neighbours uncorrelated
+        assert torch.bincount((u * 10).long(), minlength=10).min() > 1800
+        assert abs(float(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1])) < 0.03
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.2])
+    for u in (across_seeds, across_steps):
+        freq = torch.bincount(sample_rows(probs.expand(len(u), 4), u), minlength=4).float() / len(u)
+        assert freq[1] == 0  # a token of probability 0 is never drawn
+        assert torch.allclose(freq, probs, atol=0.02), freq
+    assert torch.equal(seeded_uniform([3, 3], [5, 5], cpu), seeded_uniform([3, 3], [5, 5], cpu))
+
+
+def test_sampled_first_tokens_follow_the_models_distribution(model: GPT2LMHeadModel) -> None:
+    """3,000 seeds, one token each, drawn in batches of 64 through the engine (temperature 1.5, top-k 10):
+    their frequencies match the model's filtered next-token distribution. (Ten candidates keep the
+    sampling noise of 3,000 draws near 0.02 in total variation; a wrong sampler is far off.)"""
+    prompt = PROMPTS[0]
+    with torch.inference_mode():
+        logits = model(torch.tensor([prompt])).logits[0, -1] / 1.5
+    top = torch.topk(logits, 10)
+    want = torch.zeros(VOCAB)
+    want[top.indices] = torch.softmax(top.values, dim=-1)
+    engine = GPT2Engine(model, max_slots=64)
+    outs = engine.generate([prompt] * 3000, [SamplingParams(max_new_tokens=1, do_sample=True, temperature=1.5,
+                                                            top_k=10, seed=s) for s in range(3000)])
+    freq = torch.bincount(torch.tensor([o[0] for o in outs]), minlength=VOCAB).float() / 3000
+    assert float((freq - want).abs().sum()) / 2 < 0.05, (freq[top.indices], want[top.indices])
+    assert float(want.max()) < 0.6  # several likely tokens, not one

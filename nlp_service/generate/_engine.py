@@ -21,7 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ._sampling import SamplingParams, apply_repetition_penalty, filter_top_k_top_p
+from ._sampling import (
+    SamplingParams,
+    apply_repetition_penalty,
+    filter_top_k_top_p,
+    sample_rows,
+    seeded_uniform,
+)
 
 
 @dataclass
@@ -263,7 +269,7 @@ class Request:
     output: list[int] = field(default_factory=list)
     finish_reason: str | None = None  # "length" | "eos" | "stop" | "cancelled" | "error"
     slot: int | None = None
-    generator: torch.Generator | None = None
+    seed: int | None = None  # of its sampling (drawn at random when the caller gave none)
     cancelled: bool = False
 
     @property
@@ -338,9 +344,7 @@ class GPT2Engine:
             raise ValueError(f"token ids must be in [0, {self.weights.vocab_size})")
         request = Request(next(self._ids), list(prompt), params)
         if params.do_sample:
-            request.generator = torch.Generator(device=self.device)
-            # Not torch.seed(): that would reseed the process's global generators as a side effect.
-            request.generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+            request.seed = params.seed if params.seed is not None else secrets.randbits(63)
         self.waiting.append(request)
         return request
 
@@ -453,9 +457,11 @@ class GPT2Engine:
                                                  device=self.device)[:, None]
             sub = filter_top_k_top_p(sub, [reqs[i].params.top_k for i in sampled],
                                      [reqs[i].params.top_p for i in sampled])
-            probs = torch.softmax(sub, dim=-1)
-            for j, i in enumerate(sampled):  # each request draws from its own generator (its seed)
-                tokens[i] = torch.multinomial(probs[j], 1, generator=reqs[i].generator)[0]
+            # Each request's draw is a function of its seed and position only (see seeded_uniform):
+            # one batched draw for all rows, the same text for a seed whatever else is in the batch.
+            seeds = [reqs[i].seed or 0 for i in sampled]  # set by add() for every sampled request
+            uniform = seeded_uniform(seeds, [len(reqs[i].output) for i in sampled], self.device)
+            tokens[torch.tensor(sampled, device=self.device)] = sample_rows(torch.softmax(sub, dim=-1), uniform)
         # One batched write for the whole step (not one per request: on a GPU each is a kernel launch).
         slots = [r.slot for r in reqs]
         self.last_tokens[torch.tensor(slots, device=self.device)] = tokens

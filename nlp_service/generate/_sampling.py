@@ -66,3 +66,42 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: Sequence[int], top_p: Sequen
         remove = torch.zeros_like(remove_sorted).scatter(1, order, remove_sorted)
         out = out.masked_fill(remove, float("-inf"))
     return out
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for int64 tensors holding 32-bit values, without int64 overflow."""
+    low = x * (c & 0xFFFF)  # < 2**48
+    high = (x * (c >> 16)) & 0xFFFF  # only its low 16 bits survive the shift into bits 16..31
+    return (low + (high << 16)) & _MASK32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash with good avalanche (Wellons' "lowbias32")."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def seeded_uniform(seeds: Sequence[int], steps: Sequence[int], device: torch.device) -> torch.Tensor:
+    """One uniform draw in (0, 1) per row, a pure function of (seeds[i], steps[i]): a counter-based
+    generator, so a whole batch draws in one pass and a request's draws depend only on its seed and
+    how many tokens it has made, never on what else is in the batch."""
+    seed = torch.tensor(seeds, dtype=torch.long, device=device)
+    step = torch.tensor(steps, dtype=torch.long, device=device) & _MASK32
+    key = _mix32(_mix32(_mix32(seed & _MASK32) ^ ((seed >> 32) & _MASK32)) ^ step)
+    bits = _mix32((key + 0x9E3779B9) & _MASK32)
+    # 24 bits: exactly representable in float32 and strictly inside (0, 1).
+    return ((bits >> 8).float() + 0.5) / float(1 << 24)
+
+
+def sample_rows(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling, all rows at once: row i's token is where ``uniform[i]`` falls in its
+    cumulative distribution (tokens of probability 0 are never picked)."""
+    cdf = probs.float().cumsum(dim=-1)
+    target = (uniform * cdf[:, -1])[:, None]  # scaled by the row's total: rounding never overshoots
+    return torch.searchsorted(cdf, target, right=True)[:, 0].clamp_(max=probs.size(-1) - 1)
