@@ -94,6 +94,16 @@ def test_seeded_sampling_is_reproducible(gen_client: TestClient) -> None:
     body["parameters"]["seed"] = 43
     c = gen_client.post("/v1/generate", json=body).json()["generated_text"]
     assert a == b and a != c
+    # Without a seed, the details say which one was drawn: sending it back gives the same text.
+    del body["parameters"]["seed"]
+    body["parameters"]["details"] = True
+    first = gen_client.post("/v1/generate", json=body).json()
+    seed = first["details"]["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**53
+    body["parameters"]["seed"] = seed
+    assert gen_client.post("/v1/generate", json=body).json()["generated_text"] == first["generated_text"]
+    greedy = {"inputs": "La vida", "parameters": {"max_new_tokens": 3, "details": True}}
+    assert gen_client.post("/v1/generate", json=greedy).json()["details"].get("seed") is None
 
 
 def test_stream_events_add_up_to_the_text(gen_client: TestClient) -> None:

@@ -5,6 +5,7 @@ model's generation worker: decoding runs in its engine thread, batched continuou
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -66,9 +67,12 @@ async def _first(stream: AsyncIterator[Piece]) -> Piece:
 
 def _sampling(p: GenerateParameters) -> SamplingParams:
     sample = p.do_sample or p.temperature is not None or p.top_k is not None or p.top_p is not None
+    # A sampled request without a seed gets one here, so that `details.seed` tells the client how to
+    # reproduce the text (53 bits: exact in JSON numbers read as doubles).
+    seed = p.seed if p.seed is not None or not sample else secrets.randbits(53)
     params = SamplingParams(max_new_tokens=p.max_new_tokens, do_sample=sample, temperature=p.temperature or 1.0,
                             top_k=p.top_k or 0, top_p=p.top_p or 1.0, repetition_penalty=p.repetition_penalty or 1.0,
-                            seed=p.seed, stop=tuple(p.stop))
+                            seed=seed, stop=tuple(p.stop))
     try:
         params.validate()
     except ValueError as exc:
