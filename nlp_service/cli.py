@@ -30,6 +30,11 @@ app.add_typer(fetch_app, name="fetch")
 ModelsDir = Annotated[
     Path | None, typer.Option("--models-dir", help="Models folder (default: NLP_MODELS_DIR or ./models).")
 ]
+# Options that several commands share, named once.
+Device = Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing model of that name.")]
+ClipNorm = Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")]
+MaxMinutes = Annotated[float | None, typer.Option(help="Stop training after this many minutes.")]
 
 
 def _settings(models_dir: Path | None = None, **overrides: Any) -> Settings:
@@ -145,7 +150,7 @@ def train_word2vec(
     eval_analogy: Annotated[Path | None, typer.Option(help="Analogy file in questions-words.txt format.")] = None,
     export: Annotated[list[str] | None, typer.Option(help="Also write word2vec-text / word2vec-binary.")] = None,
     ann: Annotated[bool, typer.Option(help="Build an HNSW index for approximate search.")] = True,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Train word2vec (CBOW or skip-gram) from raw text and save it as a vectors model."""
@@ -223,7 +228,7 @@ def train_bow_cmd(
     task: Task = "classification",
     language: Annotated[str, typer.Option(help="Language of the texts: spaCy's tokenizer rules (es, en, ...).")]
     = "es",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Train an n-gram baseline (bag of words, counts or TF-IDF + a linear model) on labeled texts."""
@@ -262,17 +267,17 @@ def train_rnn_cmd(
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better val macro-F1.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
-    clip_norm: Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")] = 1.0,
+    clip_norm: ClipNorm = 1.0,
     max_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batches.")] = 13,
     split_seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 13,
     validation: Fraction = 0.1,
     test: Fraction = 0.1,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    device: Device = None,
     task: Task = "classification",
     language: Annotated[str, typer.Option(help="Language of the texts: spaCy's tokenizer rules (es, en, ...).")]
     = "es",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Train a recurrent classifier (RNN/LSTM/GRU). Interrupted? Run the same command again: it resumes."""
@@ -340,12 +345,12 @@ def train_translator_cmd(
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the cross-entropy.")] = 0.1,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better val BLEU.")] = 3,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
+    max_minutes: MaxMinutes = None,
     batch_tokens: Annotated[int, typer.Option(help="Padded tokens per batch (batches group similar lengths).")]
     = 4000,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate (halved after an epoch without "
                                                       "a better val BLEU).")] = 1e-3,
-    clip_norm: Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")] = 1.0,
+    clip_norm: ClipNorm = 1.0,
     max_words: Annotated[int, typer.Option(help="Drop pairs with a side longer than this many words.")] = 80,
     max_ratio: Annotated[float, typer.Option(help="Drop pairs whose longer side has more than this many times "
                                                   "the words of the shorter (+2).")] = 3.0,
@@ -355,8 +360,8 @@ def train_translator_cmd(
     test: Fraction = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batches.")] = 13,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/validation/test split.")] = 13,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    device: Device = None,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Train a seq2seq translator (BiLSTM encoder, LSTM decoder, attention). Interrupted? Run it again: it resumes."""
@@ -409,12 +414,12 @@ def train_gpt2_cmd(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (matrices only).")] = 0.1,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps, then cosine decay.")] = 100,
     max_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
-    clip_norm: Annotated[float, typer.Option(help="Gradient clipping: largest gradient norm.")] = 1.0,
+    max_minutes: MaxMinutes = None,
+    clip_norm: ClipNorm = 1.0,
     validation: Annotated[float, typer.Option(min=0.001, max=0.5, help="Held-out share of the texts.")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and batches.")] = 13,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    device: Device = None,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Train a small GPT-2 (byte-level BPE + GPT2Config) or fine-tune one. Interrupted? Run it again: it resumes."""
@@ -482,7 +487,7 @@ def translate(
     model: Annotated[str, typer.Option(help="Translator model name.")] = "translate-es-en",
     beam_size: Annotated[int, typer.Option(min=1, help="Beam width (1: greedy).")] = 5,
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam length normalisation (GNMT alpha).")] = 0.6,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    device: Device = None,
     models_dir: ModelsDir = None,
 ) -> None:
     """Translate texts with a saved translator, one translation per line."""
@@ -509,7 +514,7 @@ def generate(
     top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling mass.")] = 1.0,
     repetition_penalty: Annotated[float, typer.Option(min=0.01, help="transformers' repetition penalty.")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: NLP_DEVICE).")] = None,
+    device: Device = None,
     models_dir: ModelsDir = None,
 ) -> None:
     """Continue a prompt with a saved generator model (prints the prompt and its continuation)."""
@@ -532,7 +537,7 @@ def import_generator_cmd(
     source: Annotated[str, typer.Argument(help="A save_pretrained folder, or a hub name with internet "
                                                "(gpt2, DeepESP/gpt2-spanish, ...).")],
     name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Save a pretrained GPT-2-family model (transformers) as a generator the service can load."""
@@ -551,7 +556,7 @@ def import_marian_cmd(
     name: Annotated[str, typer.Option(help="Model name (folder under the models dir).")],
     source_lang: Annotated[str, typer.Option("--source", help="Source language code.")] = "es",
     target_lang: Annotated[str, typer.Option("--target", help="Target language code.")] = "en",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Save a pretrained Marian translation model (transformers) as a translator the service can load."""
@@ -573,7 +578,7 @@ def convert(
     limit: Annotated[int | None, typer.Option(help="Keep only the first N (most frequent) words.")] = None,
     ann: Annotated[bool, typer.Option(help="Build an HNSW index and measure its recall@10.")] = True,
     lowercase: Annotated[bool, typer.Option(help="Lowercase query text (match the vectors' casing).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Convert pretrained vectors into the native store: normalised, memory-mapped, instant to load."""
