@@ -161,13 +161,16 @@ def train_gpt2(model: Any, train_blocks: torch.Tensor, val_blocks: torch.Tensor,
     stopped = "max_steps"
     n_batches = max(1, train_blocks.size(0) // params.batch_size)
     bar = tqdm(total=params.max_steps, initial=step, desc="training", unit="step", disable=not progress)
+    order_epoch, order = -1, torch.empty(0, dtype=torch.long)
     while step < params.max_steps:
         if budget is not None and time.perf_counter() - started > budget:
             stopped = "time_budget"
             break
         # The order of an epoch comes from (seed, epoch): a resumed run sees the same batches.
         epoch, index = divmod(step, n_batches)
-        order = torch.randperm(train_blocks.size(0), generator=torch.Generator().manual_seed(params.seed + epoch))
+        if epoch != order_epoch:
+            order_epoch = epoch
+            order = torch.randperm(train_blocks.size(0), generator=torch.Generator().manual_seed(params.seed + epoch))
         rows = train_blocks[order[index * params.batch_size : (index + 1) * params.batch_size]].to(dev)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, params)

@@ -45,21 +45,15 @@ def _worker(request: Request, name: str | None) -> tuple[GeneratorModel, Generat
     return model, model.start_worker(settings)
 
 
-def _encode(worker: GenerationWorker, prompt: str, max_new_tokens: int) -> list[int]:
-    ids = worker.encode(prompt)
+async def _first(stream: AsyncIterator[Piece]) -> Piece:
+    """The first piece. The worker checks the request when the stream starts, so its refusals (over
+    a limit, unknown token ids, a full queue) are answered here, before any response has started."""
     try:
-        worker.check(ids, max_new_tokens)
+        return await anext(stream)
     except PromptTooLong as exc:
         raise APIError(422, "limit_exceeded", str(exc), {"limit": exc.limit, "got": exc.got}) from None
     except UnknownTokens as exc:
         raise APIError(422, "validation_error", f"inputs: {exc}") from None
-    return ids
-
-
-async def _first(stream: AsyncIterator[Piece]) -> Piece:
-    """The first piece, with a full engine answered as 429 before any response has started."""
-    try:
-        return await anext(stream)
     except QueueFull as exc:
         raise APIError(429, "too_many_requests", f"the generation queue is full: {exc}", {},
                        headers={"Retry-After": "1"}) from None
@@ -90,7 +84,7 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
 async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
     _, worker = _worker(request, body.model)
     params = _sampling(body.parameters)
-    ids = _encode(worker, body.inputs, params.max_new_tokens)
+    ids = worker.encode(body.inputs)
     stream = worker.stream(ids, params)
     pieces = [await _first(stream)]
     async for piece in stream:
@@ -110,7 +104,7 @@ async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
 async def generate_stream(body: GenerateRequest, request: Request) -> StreamingResponse:
     _, worker = _worker(request, body.model)
     params = _sampling(body.parameters)
-    ids = _encode(worker, body.inputs, params.max_new_tokens)
+    ids = worker.encode(body.inputs)
     stream = worker.stream(ids, params)
     first = await _first(stream)
 
@@ -150,7 +144,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     params = SamplingParams(max_new_tokens=body.max_tokens, do_sample=body.temperature > 0,
                             temperature=body.temperature or 1.0, top_p=body.top_p, seed=body.seed, stop=tuple(stops))
-    ids = _encode(worker, prompt, params.max_new_tokens)
+    ids = worker.encode(prompt)
     stream = worker.stream(ids, params)
     first = await _first(stream)
     cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
