@@ -80,13 +80,17 @@ def build_gpt2(paths: Sequence[Path], models_dir: Path, name: str, *, params: GP
 
 def sample_texts(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 40) -> list[dict[str, str]]:
     """Greedy and sampled continuations of a few prompts, through the engine."""
-    engine = GPT2Engine(model, max_slots=len(prompts) * 2, device=str(next(model.parameters()).device))
+    # Eager steps: capturing CUDA graphs would cost more than these few tokens.
+    engine = GPT2Engine(model, max_slots=len(prompts) * 2, device=str(next(model.parameters()).device),
+                        cuda_graphs=False)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     room = engine.max_seq - max(len(x) for x in ids)
     n = max(1, min(max_new_tokens, room))
     greedy = engine.generate(ids, SamplingParams(max_new_tokens=n))
-    sampled = engine.generate(ids, SamplingParams(max_new_tokens=n, do_sample=True, temperature=0.8, top_p=0.95,
-                                                  seed=1))
+    # One seed per prompt: with a shared seed every prompt would draw the same random numbers, and a
+    # weak model's samples then look alike.
+    sampled = engine.generate(ids, [SamplingParams(max_new_tokens=n, do_sample=True, temperature=0.8, top_p=0.95,
+                                                   seed=1 + i) for i in range(len(ids))])
     return [{"prompt": p, "greedy": p + tokenizer.decode(g, skip_special_tokens=True),
              "sampled": p + tokenizer.decode(s, skip_special_tokens=True)}
             for p, g, s in zip(prompts, greedy, sampled, strict=True)]
