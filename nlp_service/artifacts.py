@@ -28,13 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .errors import NLPServiceError
 
 MANIFEST = "manifest.json"
 _TRACKED_LIBRARIES = ("numpy", "gensim", "spacy", "hnswlib", "torch", "transformers", "scikit-learn")
 
 
-class ArtifactError(Exception):
+class ArtifactError(NLPServiceError):
     """A model folder is missing, incomplete or inconsistent."""
+
+    code = "artifact_error"
 
 
 def library_versions() -> dict[str, str]:
@@ -196,6 +199,11 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def json_bytes(obj: Any, *, compact: bool = False) -> bytes:
+    """A report file of a model folder (``metrics.json``; ``split.json``, compact: long index lists): UTF-8 JSON."""
+    return (json.dumps(obj, indent=None if compact else 2, ensure_ascii=False) + "\n").encode()
 
 
 def write_manifest(model_dir: Path, manifest: Manifest) -> Path:

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Device = Literal["auto", "cpu", "cuda"]
+
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "nlp-service"
@@ -32,19 +34,18 @@ class Settings(BaseSettings):
         None,
         description="Names of the models to load at start-up (JSON list); default: every model in models_dir.",
     )
-    default_vectors_model: str | None = Field(
-        None, description="Vectors model used when a request names none; default: 'w2v-es' or the first loaded."
-    )
-    default_sentiment_model: str = Field(
-        "sentiment-es", description="Model of /v1/sentiment when a request names none."
-    )
-    default_classifier_model: str | None = Field(
-        None, description="Model of /v1/classify when a request names none; default: 'bow-es' or the first loaded."
-    )
-    default_translator_model: str | None = Field(
-        None, description="Translator used when a request's languages match several; default: the first loaded."
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where tensor models run.")
+    # The default model of each kind: the name `nlp-service defaults` builds it under, and the model a
+    # request (or `nlp-service translate/generate`) uses when it names none. When that model is not
+    # loaded, the first loaded one of its kind answers.
+    default_vectors_model: str = Field("w2v-es", description="Vectors model used when a request names none.")
+    default_classifier_model: str = Field("bow-es", description="Model of /v1/classify when a request names none.")
+    default_sentiment_model: str = Field("sentiment-es", description="Model of /v1/sentiment when a request names "
+                                         "none.")
+    default_translator_model: str = Field(
+        "translate-es-en", description="Translator used when a request names no model and it translates the "
+        "request's languages.")
+    default_generator_model: str = Field("gpt2-es", description="Generator used when a request names none.")
+    device: Device = Field("auto", description="Where tensor models run.")
     batch_max_size: int = Field(64, description="Micro-batching: most texts in one forward pass.")
     batch_max_wait_ms: float = Field(5.0, description="Micro-batching: longest wait for a batch to fill (ms).")
     host: str = "127.0.0.1"
@@ -67,9 +68,6 @@ class Settings(BaseSettings):
     generation_max_queue: int = Field(256, ge=0, description="Generation: requests waiting for a slot; beyond: 429.")
     generation_max_input_tokens: int = Field(1024, ge=1, description="Generation: longest prompt (tokens).")
     generation_max_total_tokens: int = Field(2048, ge=2, description="Generation: prompt + new tokens, at most.")
-    default_generator_model: str | None = Field(
-        None, description="Generator used when a request names none; default: the first loaded."
-    )
 
     ann_ef_search: int = Field(64, description="HNSW ef at query time (higher: better recall, slower).")
     blas_threads: int = Field(

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from .errors import NLPServiceError
+
 DATASETS_DIR = Path(__file__).parent / "datasets"
 SPANISH_CORPUS = tuple(sorted((DATASETS_DIR / "corpus_es").glob("*.txt.gz")))
 SENTIMENT_EN = DATASETS_DIR / "sentiment" / "movie_reviews_en.tsv.gz"
@@ -32,8 +34,10 @@ PARALLEL_ES_EN = (PARALLEL_BIBLE, PARALLEL_LIBREOFFICE)
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-class DataError(Exception):
+class DataError(NLPServiceError):
     """An input file is missing, unreadable or not in the expected format."""
+
+    code = "data_error"
 
 
 def open_text(path: str | Path) -> IO[str]:

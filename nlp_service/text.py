@@ -19,6 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .options import option
+
 
 def strip_accents(text: str) -> str:
     """Remove combining marks (á -> a, ü -> u) but keep ñ, which is a letter in Spanish."""
@@ -34,10 +36,10 @@ def strip_accents(text: str) -> str:
 class Tokenizer:
     """spaCy's tokenizer for ``language`` plus normalisation options."""
 
-    language: str = "es"
-    lowercase: bool = True
-    strip_accents: bool = False
-    keep_punct: bool = False
+    language: str = option("es", "Language of the texts: spaCy's tokenizer rules (es, en, ...).")
+    lowercase: bool = option(True, "Lowercase tokens.")
+    strip_accents: bool = option(False, "Remove accents (á->a; keeps ñ).")
+    keep_punct: bool = option(False, "Keep punctuation tokens.")
     kind: str = field(default="spacy", init=False)
 
     @cached_property

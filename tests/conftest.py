@@ -18,13 +18,12 @@ from fastapi.testclient import TestClient
 from gensim.test.utils import datapath
 
 from nlp_service.api import create_app
-from nlp_service.classify import BowParams
+from nlp_service.classify import BowParams, BowRun, RecurrentRun, RNNParams, train_bow, train_recurrent
 from nlp_service.config import Settings
 from nlp_service.data import DATASETS_DIR, PARALLEL_BIBLE, PARALLEL_LIBREOFFICE, SENTIMENT_ES
 from nlp_service.text import Tokenizer
-from nlp_service.vectors import Word2VecParams, convert_vectors
-from pipelines.classify import train_bow, train_recurrent
-from pipelines.word2vec import build_word2vec
+from nlp_service.translate import Seq2SeqParams, TranslatorRun, build_translator
+from nlp_service.vectors import Word2VecParams, Word2VecRun, build_word2vec, convert_vectors
 
 BIBLE = DATASETS_DIR / "corpus_es" / "rv1909.txt.gz"
 
@@ -49,11 +48,17 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def w2v_model(models_dir: Path, cache_dir: Path, corpus_file: Path) -> Path:
+def train_settings(models_dir: Path, cache_dir: Path) -> Settings:
+    """Where the session's models are trained: its models folder and cache, on the CPU."""
+    return Settings(models_dir=models_dir, cache_dir=cache_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def w2v_model(train_settings: Settings, corpus_file: Path) -> Path:
     """A small Spanish word2vec model with an HNSW index, trained by the real pipeline."""
     params = Word2VecParams(vector_size=32, window=5, min_count=3, epochs=3, workers=2, seed=7)
-    path, _ = build_word2vec([corpus_file], models_dir, "w2v-small", params=params, tokenizer=Tokenizer(),
-                             cache_dir=cache_dir, ann=True, progress=False)
+    path, _ = build_word2vec(Word2VecRun(corpus=[corpus_file], name="w2v-small"), params, Tokenizer(),
+                             settings=train_settings, progress=False)
     return path
 
 
@@ -73,19 +78,17 @@ def sentiment_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bow_model(models_dir: Path, sentiment_file: Path) -> Path:
-    path, _ = train_bow([sentiment_file], models_dir, "bow-small", params=BowParams(features="count", classifier="nb"),
-                        task="sentiment", language="es")
+def bow_model(train_settings: Settings, sentiment_file: Path) -> Path:
+    path, _ = train_bow(BowRun(data=[sentiment_file], name="bow-small", task="sentiment", language="es"),
+                        BowParams(features="count", classifier="nb"), settings=train_settings)
     return path
 
 
 @pytest.fixture(scope="session")
-def rnn_model(models_dir: Path, sentiment_file: Path) -> Path:
-    from nlp_service.classify.rnn import RNNParams
-
+def rnn_model(train_settings: Settings, sentiment_file: Path) -> Path:
     params = RNNParams(cell="gru", embedding_dim=16, hidden_size=16, epochs=2, batch_size=32)
-    path, _ = train_recurrent([sentiment_file], models_dir, "rnn-small", params=params, task="sentiment",
-                              language="es", device="cpu", progress=False)
+    path, _ = train_recurrent(RecurrentRun(data=[sentiment_file], name="rnn-small", task="sentiment", language="es"),
+                              params, settings=train_settings, progress=False)
     return path
 
 
@@ -103,15 +106,13 @@ def parallel_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def translator_model(models_dir: Path, parallel_files: list[Path]) -> Path:
+def translator_model(train_settings: Settings, parallel_files: list[Path]) -> Path:
     """A tiny es->en seq2seq translator trained by the real pipeline (quality: none to speak of)."""
-    from nlp_service.translate import Seq2SeqParams
-    from pipelines.translate import build_translator
-
     params = Seq2SeqParams(vocab_size=400, embedding_dim=32, hidden_size=64, epochs=2, batch_tokens=1500,
-                           val_sentences=50, max_source_tokens=60)
-    path, _ = build_translator(parallel_files, models_dir, "tr-small", source="es", target="en", params=params,
-                               validation=0.05, test=0.05, device="cpu", progress=False)
+                           val_sentences=50, max_source_tokens=60, max_target_tokens=120)
+    path, _ = build_translator(TranslatorRun(data=parallel_files, name="tr-small", source="es", target="en",
+                                             validation=0.05, test=0.05), params,
+                               settings=train_settings, progress=False)
     return path
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nlp_service.batching import MicroBatcher
+from nlp_service.serving import MicroBatcher
 
 
 class Recorder:

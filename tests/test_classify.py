@@ -21,14 +21,17 @@ from nlp_service.classify import (
     BowClassifier,
     BowParams,
     ClassifierModel,
+    RNNParams,
+    Vocabulary,
     classification_metrics,
+    initial_embeddings,
     read_labeled,
     stratified_folds,
     stratified_split,
     tokenizer_for_classification,
+    train_rnn,
 )
-from nlp_service.classify._baseline import _prepare, _vectorizer_kwargs
-from nlp_service.classify.rnn import RNNParams, Vocabulary, initial_embeddings, train_rnn
+from nlp_service.classify._baseline import _prepare, _vectorizer_kwargs  # white-box: scikit-learn's exact inputs
 from nlp_service.data import SENTIMENT_ES, DataError
 
 
@@ -227,7 +230,7 @@ def test_loading_never_unpickles_objects(rnn_model: Path, tmp_path: Path) -> Non
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_with_mixed_precision_matches_cpu_inference(tmp_path: Path) -> None:
-    from nlp_service.classify.rnn import predict_proba
+    from nlp_service.classify import predict_proba
 
     x, y, vocab, classes = _encoded(1200)
     p = RNNParams(embedding_dim=32, hidden_size=32, epochs=2)

@@ -12,15 +12,11 @@ from fastapi.testclient import TestClient
 
 from nlp_service.classify import ClassifierModel
 
+from .helpers import assert_error
+
 TEXTS = ["Una película preciosa, emocionante y muy bien hecha.", "Aburrida, larga y sin gracia.",
          "Ni fu ni fa.", "¡Qué maravilla!"]
 
-
-def _error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert err["code"] == code and err["message"]
-    return err
 
 
 @pytest.mark.parametrize(("path", "model"), [("/v1/sentiment", "rnn-small"), ("/v1/classify", "bow-small")])
@@ -46,18 +42,18 @@ def test_named_model_on_either_endpoint(client: TestClient) -> None:
 
 @pytest.mark.parametrize("path", ["/v1/sentiment", "/v1/classify"])
 def test_bad_input(client: TestClient, path: str) -> None:
-    _error(client.post(path, json={"texts": []}), 422, "validation_error")
-    _error(client.post(path, json={"texts": ["bien", "  "]}), 422, "empty_text")
-    err = _error(client.post(path, json={"texts": ["a"] * 9}), 422, "limit_exceeded")
+    assert_error(client.post(path, json={"texts": []}), 422, "validation_error")
+    assert_error(client.post(path, json={"texts": ["bien", "  "]}), 422, "empty_text")
+    err = assert_error(client.post(path, json={"texts": ["a"] * 9}), 422, "limit_exceeded")
     assert err["details"]["setting"] == "NLP_MAX_TEXTS"
-    err = _error(client.post(path, json={"texts": ["a" * 2001]}), 422, "limit_exceeded")
+    err = assert_error(client.post(path, json={"texts": ["a" * 2001]}), 422, "limit_exceeded")
     assert err["details"]["setting"] == "NLP_MAX_TEXT_CHARS"
-    _error(client.post(path, json={"texts": "una sola"}), 422, "validation_error")
-    _error(client.post(path, json={"texts": [1, 2]}), 422, "validation_error")
-    err = _error(client.post(path, json={"texts": ["x"], "model": "nope"}), 404, "model_not_found")
+    assert_error(client.post(path, json={"texts": "una sola"}), 422, "validation_error")
+    assert_error(client.post(path, json={"texts": [1, 2]}), 422, "validation_error")
+    err = assert_error(client.post(path, json={"texts": ["x"], "model": "nope"}), 404, "model_not_found")
     assert "rnn-small" in err["details"]["available"]
     # a vectors model is not a classifier
-    _error(client.post(path, json={"texts": ["x"], "model": "w2v-small"}), 404, "model_not_found")
+    assert_error(client.post(path, json={"texts": ["x"], "model": "w2v-small"}), 404, "model_not_found")
 
 
 def test_concurrent_requests_are_batched_and_answered_in_order(client: TestClient) -> None:

@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 
 from nlp_service.data import DataError, download
-from pipelines.pretrained import fetch_cc_es
+from nlp_service.vectors import fetch_cc_es
 
 PAYLOAD = bytes(range(256)) * 1200  # 307,200 bytes
 
@@ -82,7 +82,7 @@ def test_offline_fails_fast_with_instructions(tmp_path: Path) -> None:
 
 
 def test_fetch_uses_the_official_address_and_skips_existing(tmp_path: Path, server: str) -> None:
-    from pipelines.pretrained import CC_ES
+    from nlp_service.vectors import CC_ES
 
     assert CC_ES["bin"]["url"].endswith("/fasttext/vectors-crawl/cc.es.300.bin.gz")
     path = fetch_cc_es(tmp_path, "bin", url=server)

@@ -20,8 +20,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from nlp_service.api import create_app
 from nlp_service.config import Settings
 from nlp_service.data import SPANISH_CORPUS
-from nlp_service.generate import GeneratorModel, GPT2Engine, SamplingParams, save_generator
-from nlp_service.generate._train import train_byte_bpe
+from nlp_service.generate import GeneratorModel, GPT2Engine, SamplingParams, save_generator, train_byte_bpe
+from nlp_service.serving import Detokenizer, GenerationWorker
 
 from .test_e2e import run_server
 
@@ -173,8 +173,6 @@ def test_full_queue_gets_429_and_every_admitted_request_finishes(gen_client: Tes
 
 def test_engine_frees_slots_of_cancelled_streams(reference: GeneratorModel) -> None:
     """A consumer that stops reading (a client that went away) frees its slot at the next step."""
-    from nlp_service.generate._service import GenerationWorker
-
     worker = GenerationWorker(reference.model, reference.tokenizer, device="cpu", max_slots=1, max_queue=0,
                               max_input_tokens=40, max_total_tokens=60)
     ids = worker.encode("Más vale")
@@ -232,8 +230,6 @@ def test_engine_runs_models_saved_by_the_pipeline(reference: GeneratorModel) -> 
 def test_detokenizer_streams_exact_text_across_split_characters(reference: GeneratorModel) -> None:
     """Pieces decoded token by token add up to the text, and a character whose bytes span several
     tokens (an emoji the vocabulary never merged) is never emitted half-made."""
-    from nlp_service.generate._service import Detokenizer
-
     text = " ¿Qué tal? 😀 ñandú, 中文."
     ids = reference.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert len(ids) > len(text.split())  # the rare characters really are split into byte tokens
@@ -251,8 +247,6 @@ def test_a_failing_step_ends_every_open_stream_and_the_worker_keeps_serving(refe
     """Fault injection: the third engine step raises after it has run (one request finished inside it,
     its event lost with the exception). Every open stream still ends, with ``error``; the next request
     is served normally."""
-    from nlp_service.generate._service import GenerationWorker
-
     worker = GenerationWorker(reference.model, reference.tokenizer, device="cpu", max_slots=2, max_queue=2,
                               max_input_tokens=40, max_total_tokens=60)
     real_step, calls = worker.engine.step, itertools.count(1)

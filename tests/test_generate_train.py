@@ -10,10 +10,21 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from nlp_service.config import Settings
 from nlp_service.data import SPANISH_CORPUS
-from nlp_service.generate import GeneratorModel, GPT2Engine, GPT2TrainParams, SamplingParams, train_gpt2
-from nlp_service.generate._train import lr_at, pack, perplexity, train_byte_bpe
-from pipelines.generate import build_gpt2
+from nlp_service.generate import (
+    GeneratorModel,
+    GPT2Engine,
+    GPT2Run,
+    GPT2TrainParams,
+    SamplingParams,
+    build_gpt2,
+    lr_at,
+    pack,
+    perplexity,
+    train_byte_bpe,
+    train_gpt2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +78,7 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tokenizer: object, 
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run killed after its step-20 checkpoint and started again ends with the weights of a run that
     was never interrupted (same batches, schedule and dropout masks)."""
-    import nlp_service.generate._train as training
+    import nlp_service.torch_utils as checkpoints
 
     train, val = pack(tokenizer, proverbs[100:600], 32), pack(tokenizer, proverbs[:50], 32)
     params = GPT2TrainParams(block_size=32, batch_size=8, max_steps=40, warmup_steps=5, eval_every=10,
@@ -77,17 +88,17 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tokenizer: object, 
     class Killed(Exception):
         pass
 
-    real_save = training.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die(path: Path, state: dict[str, object]) -> None:
         real_save(path, state)
-        if state["step"] == 20:
+        if state["done"] == 20:
             raise Killed
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         train_gpt2(_tiny(tokenizer), train, val, params, device="cpu", checkpoint_dir=tmp_path, progress=False)
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = train_gpt2(_tiny(tokenizer), train, val, params, device="cpu", checkpoint_dir=tmp_path, progress=False)
     assert resumed.resumed_from_step == 20 and resumed.steps == 40
     assert resumed.history == [{**h, "seconds": r["seconds"]} for h, r in zip(whole.history, resumed.history,
@@ -101,8 +112,8 @@ def test_pipeline_artifact_and_fine_tuning(proverbs: list[str], tmp_path: Path) 
     corpus.write_text("\n".join(proverbs), encoding="utf-8")
     params = GPT2TrainParams(vocab_size=500, n_layer=2, n_head=2, n_embd=32, block_size=48, batch_size=16,
                              max_steps=40, warmup_steps=5, eval_every=20, eval_batches=2)
-    path, metrics = build_gpt2([corpus], tmp_path / "models", "gpt2-tiny", params=params, device="cpu",
-                               progress=False)
+    settings = Settings(models_dir=tmp_path / "models", cache_dir=tmp_path / "cache", device="cpu")
+    path, metrics = build_gpt2(GPT2Run(corpus=[corpus], name="gpt2-tiny"), params, settings=settings, progress=False)
     assert metrics["test"]["perplexity"] > 1 and metrics["steps"] == 40
     assert {s["prompt"] for s in metrics["samples"]} == {"En el principio", "El hombre que", "La vida es", "Y dijo"}
     loaded = GeneratorModel.load(path, device="cpu", dtype="float32")
@@ -117,8 +128,8 @@ def test_pipeline_artifact_and_fine_tuning(proverbs: list[str], tmp_path: Path) 
                                    pad_token_id=loaded.tokenizer.eos_token_id)[0, len(prompt):].tolist()
     assert ours == hf
     # --init: fine-tune the saved checkpoint on other text; its tokenizer is kept.
-    tuned, tuned_metrics = build_gpt2([corpus], tmp_path / "models", "gpt2-tuned", params=params,
-                                      init=str(path / "hf"), device="cpu", progress=False)
+    tuned, tuned_metrics = build_gpt2(GPT2Run(corpus=[corpus], name="gpt2-tuned", init=str(path / "hf")), params,
+                                      settings=settings, progress=False)
     assert tuned_metrics["vocabulary"] == metrics["vocabulary"]
     assert GeneratorModel.load(tuned, device="cpu").manifest.data["init"] == str(path / "hf")
 

@@ -16,6 +16,7 @@ import torch
 from nlp_service.artifacts import ArtifactError
 from nlp_service.data import PARALLEL_BIBLE, PARALLEL_LIBREOFFICE, DataError, iter_anki_pairs, iter_parallel
 from nlp_service.translate import (
+    DecodeOptions,
     LengthFilter,
     Seq2Seq,
     Seq2SeqParams,
@@ -26,10 +27,11 @@ from nlp_service.translate import (
     decode_many,
     greedy_decode,
     read_parallel,
+    score_sequences,
     split_pairs,
     train_seq2seq,
 )
-from nlp_service.translate._seq2seq import collate, length_penalty, score_sequences
+from nlp_service.translate._seq2seq import collate, length_penalty  # white-box: the search's own pieces
 from nlp_service.translate._subwords import EOS
 
 # The exact Tatoeba/Anki export format of manythings.org's spa-eng.zip (spa.txt).
@@ -283,7 +285,9 @@ def test_saved_translator(translator_model: Path) -> None:
     texts = ["Pulse el icono para más información.", "Y dijo Dios: Sea la luz."]
     out = model.translate(texts, beam_size=3)
     assert len(out) == 2 and all(isinstance(t, str) and t for t in out)
-    items = [TranslationRequest(texts[0], 3), TranslationRequest(texts[1], 1), TranslationRequest(texts[1], 3)]
+    beam3, greedy = DecodeOptions(beam_size=3), DecodeOptions(beam_size=1)
+    items = [TranslationRequest(texts[0], beam3), TranslationRequest(texts[1], greedy),
+             TranslationRequest(texts[1], beam3)]
     assert model.predict(items) == [out[0], model.translate([texts[1]], beam_size=1)[0], out[1]]
     assert model.describe()["test_metrics"]["bleu"] == test["bleu"]
 

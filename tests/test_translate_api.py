@@ -19,14 +19,10 @@ from nlp_service.config import Settings
 from nlp_service.data import PARALLEL_LIBREOFFICE, iter_parallel
 from nlp_service.translate import TranslatorModel, import_marian
 
+from .helpers import assert_error
+
 TEXTS = ["Pulse el icono para más información.", "Y dijo Dios: Sea la luz.", "Guardar como"]
 
-
-def _error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert err["code"] == code and err["message"]
-    return err
 
 
 def test_translate_matches_the_model(client: TestClient, translator_model: Path) -> None:
@@ -55,28 +51,28 @@ def test_models_list_translators_with_test_scores(client: TestClient, translator
 
 def test_bad_input(client: TestClient) -> None:
     url = "/v1/translate"
-    _error(client.post(url, json={"texts": []}), 422, "validation_error")
-    _error(client.post(url, json={"texts": ["hola", " "]}), 422, "empty_text")
-    err = _error(client.post(url, json={"texts": ["hola"] * 9}), 422, "limit_exceeded")
+    assert_error(client.post(url, json={"texts": []}), 422, "validation_error")
+    assert_error(client.post(url, json={"texts": ["hola", " "]}), 422, "empty_text")
+    err = assert_error(client.post(url, json={"texts": ["hola"] * 9}), 422, "limit_exceeded")
     assert err["details"]["setting"] == "NLP_MAX_TEXTS"
-    err = _error(client.post(url, json={"texts": ["a" * 2001]}), 422, "limit_exceeded")
+    err = assert_error(client.post(url, json={"texts": ["a" * 2001]}), 422, "limit_exceeded")
     assert err["details"]["setting"] == "NLP_MAX_TEXT_CHARS"
     # Within the character limit but over the model's 60 subword pieces.
-    err = _error(client.post(url, json={"texts": ["hola", "información " * 40]}), 422, "limit_exceeded")
+    err = assert_error(client.post(url, json={"texts": ["hola", "información " * 40]}), 422, "limit_exceeded")
     assert err["details"]["index"] == 1 and err["details"]["limit"] == 60
     assert "subword pieces" in err["message"]
-    err = _error(client.post(url, json={"texts": ["hola"], "beam_size": 9}), 422, "limit_exceeded")
+    err = assert_error(client.post(url, json={"texts": ["hola"], "beam_size": 9}), 422, "limit_exceeded")
     assert err["details"]["setting"] == "NLP_MAX_BEAM_SIZE"
-    _error(client.post(url, json={"texts": ["hola"], "beam_size": 0}), 422, "validation_error")
-    _error(client.post(url, json={"texts": ["hola"], "max_length": 0}), 422, "validation_error")
-    _error(client.post(url, json={"texts": ["hola"], "length_penalty": -1}), 422, "validation_error")
-    _error(client.post(url, json={"texts": ["hola"], "temperature": 1}), 422, "validation_error")
-    err = _error(client.post(url, json={"texts": ["hola"], "source": "fr", "target": "de"}), 404,
+    assert_error(client.post(url, json={"texts": ["hola"], "beam_size": 0}), 422, "validation_error")
+    assert_error(client.post(url, json={"texts": ["hola"], "max_length": 0}), 422, "validation_error")
+    assert_error(client.post(url, json={"texts": ["hola"], "length_penalty": -1}), 422, "validation_error")
+    assert_error(client.post(url, json={"texts": ["hola"], "temperature": 1}), 422, "validation_error")
+    err = assert_error(client.post(url, json={"texts": ["hola"], "source": "fr", "target": "de"}), 404,
                  "no_translator_for_languages")
     assert err["details"]["available"] == ["es->en"]
-    err = _error(client.post(url, json={"texts": ["hola"], "model": "tr-small", "target": "fr"}), 422,
+    err = assert_error(client.post(url, json={"texts": ["hola"], "model": "tr-small", "target": "fr"}), 422,
                  "language_mismatch")
-    _error(client.post(url, json={"texts": ["hola"], "model": "bow-small"}), 404, "model_not_found")
+    assert_error(client.post(url, json={"texts": ["hola"], "model": "bow-small"}), 404, "model_not_found")
 
 
 def test_concurrent_requests_are_batched_and_answered_in_order(client: TestClient) -> None:
@@ -163,7 +159,7 @@ def test_marian_backend_behind_the_same_endpoint(marian_dir: Path, tmp_path: Pat
         r = c.post("/v1/translate", json={"texts": TEXTS, "source": "es", "target": "en", "beam_size": 2})
         assert r.status_code == 200, r.text
         assert r.json()["model"] == "opus-tiny-es-en" and len(r.json()["translations"]) == 3
-        err = _error(c.post("/v1/translate", json={"texts": ["palabra " * 100]}), 422, "limit_exceeded")
+        err = assert_error(c.post("/v1/translate", json={"texts": ["palabra " * 100]}), 422, "limit_exceeded")
         assert err["details"]["limit"] == 64
         info = c.get("/v1/models/opus-tiny-es-en").json()
         assert info["backend"] == "marian" and info["test_metrics"] is None

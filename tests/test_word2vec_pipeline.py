@@ -11,22 +11,24 @@ from gensim.test.utils import datapath
 from nlp_service.artifacts import read_manifest
 from nlp_service.config import Settings
 from nlp_service.data import DataError
+from nlp_service.defaults import DEFAULT_MODELS, build_missing
 from nlp_service.text import Tokenizer
-from nlp_service.vectors import VectorsModel, Word2VecParams
-from pipelines.defaults import build_missing
-from pipelines.word2vec import build_word2vec
+from nlp_service.vectors import VectorsModel, Word2VecParams, Word2VecRun, build_word2vec
 
 FAST = {"vector_size": 16, "min_count": 2, "epochs": 2, "workers": 2}
 
 
+def env(tmp_path: Path, models: str = "models") -> Settings:
+    return Settings(models_dir=tmp_path / models, cache_dir=tmp_path / "cache")
+
+
 def test_english_lee_corpus_with_gensim_evaluation_sets(tmp_path: Path) -> None:
-    path, _ = build_word2vec(
-        [Path(datapath("lee_background.cor"))], tmp_path / "models", "lee",
-        params=Word2VecParams(architecture="cbow", loss="hs", **FAST), tokenizer=Tokenizer(),
-        cache_dir=tmp_path / "cache", similarity_file=Path(datapath("wordsim353.tsv")),
-        analogy_file=Path(datapath("questions-words.txt")), exports=["word2vec-text", "word2vec-binary"],
-        ann=False, progress=False,
-    )
+    run = Word2VecRun(corpus=[Path(datapath("lee_background.cor"))], name="lee",
+                      eval_similarity=Path(datapath("wordsim353.tsv")),
+                      eval_analogy=Path(datapath("questions-words.txt")),
+                      export=["word2vec-text", "word2vec-binary"], ann=False)
+    path, _ = build_word2vec(run, Word2VecParams(architecture="cbow", loss="hs", **FAST), Tokenizer(),
+                             settings=env(tmp_path), progress=False)
     manifest = read_manifest(path)
     assert manifest.params["word2vec"]["architecture"] == "cbow" and manifest.params["word2vec"]["loss"] == "hs"
     sim = manifest.metrics["similarity"]
@@ -46,8 +48,8 @@ def test_english_lee_corpus_with_gensim_evaluation_sets(tmp_path: Path) -> None:
 
 def test_phrases_are_learned_stored_and_applied_at_query_time(corpus_file: Path, tmp_path: Path) -> None:
     params = Word2VecParams(phrases=True, phrases_min_count=5, phrases_threshold=5.0, **FAST)
-    path, _ = build_word2vec([corpus_file], tmp_path, "ph", params=params, tokenizer=Tokenizer(),
-                             cache_dir=tmp_path / "cache", ann=False, progress=False)
+    path, _ = build_word2vec(Word2VecRun(corpus=[corpus_file], name="ph", ann=False), params, Tokenizer(),
+                             settings=env(tmp_path), progress=False)
     model = VectorsModel.load(path)
     assert model.phrases is not None and read_manifest(path).data["phrases"] > 0
     phrase = next(p for p in model.phrases.phrasegrams if p in model.store)
@@ -57,15 +59,15 @@ def test_phrases_are_learned_stored_and_applied_at_query_time(corpus_file: Path,
 
 def test_cache_is_reused_and_same_seed_same_vectors(corpus_file: Path, tmp_path: Path) -> None:
     params = Word2VecParams(seed=11, **{**FAST, "workers": 1})
-    p1, m1 = build_word2vec([corpus_file], tmp_path / "m", "a", params=params, cache_dir=tmp_path / "c", ann=False,
+    p1, m1 = build_word2vec(Word2VecRun(corpus=[corpus_file], name="a", ann=False), params, settings=env(tmp_path),
                             progress=False)
-    p2, m2 = build_word2vec([corpus_file], tmp_path / "m", "b", params=params, cache_dir=tmp_path / "c", ann=False,
+    p2, m2 = build_word2vec(Word2VecRun(corpus=[corpus_file], name="b", ann=False), params, settings=env(tmp_path),
                             progress=False)
     assert m1["tokenize"]["cached"] is False and m2["tokenize"]["cached"] is True
     np.testing.assert_array_equal(VectorsModel.load(p1).store.unit, VectorsModel.load(p2).store.unit)
     # A different tokenizer is a different cache entry.
-    _, m3 = build_word2vec([corpus_file], tmp_path / "m", "c", params=params, tokenizer=Tokenizer(strip_accents=True),
-                           cache_dir=tmp_path / "c", ann=False, progress=False)
+    _, m3 = build_word2vec(Word2VecRun(corpus=[corpus_file], name="c", ann=False), params,
+                           Tokenizer(strip_accents=True), settings=env(tmp_path), progress=False)
     assert m3["tokenize"]["cached"] is False
 
 
@@ -83,8 +85,8 @@ def test_csv_column_input(tmp_path: Path) -> None:
         writer.writerow(["id", "respuesta"])
         for i, line in enumerate(itertools.islice(fh, 3000)):
             writer.writerow([i, line.strip()])
-    path_model, metrics = build_word2vec([path], tmp_path / "m", "csv", params=Word2VecParams(**FAST),
-                                         column="respuesta", cache_dir=tmp_path / "c", ann=False, progress=False)
+    path_model, metrics = build_word2vec(Word2VecRun(corpus=[path], name="csv", column="respuesta", ann=False),
+                                         Word2VecParams(**FAST), settings=env(tmp_path), progress=False)
     assert metrics["tokenize"]["sentences"] == 3000
     assert "amor" in VectorsModel.load(path_model).store
 
@@ -93,25 +95,25 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path: Path, corpus_file:
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     models = tmp_path / "models"
+    settings = env(tmp_path)
     with pytest.raises(DataError, match="no tokens"):
-        build_word2vec([empty], models, "x", params=Word2VecParams(**FAST), cache_dir=tmp_path / "c",
+        build_word2vec(Word2VecRun(corpus=[empty], name="x"), Word2VecParams(**FAST), settings=settings,
                        progress=False)
     with pytest.raises(DataError, match="min_count=100000"):
-        build_word2vec([corpus_file], models, "x", params=Word2VecParams(**{**FAST, "min_count": 100_000}),
-                       cache_dir=tmp_path / "c", progress=False)
-    with pytest.raises(ValueError, match="unknown export format"):
-        build_word2vec([corpus_file], models, "x", exports=["glove"], cache_dir=tmp_path / "c", progress=False)
+        build_word2vec(Word2VecRun(corpus=[corpus_file], name="x"), Word2VecParams(**{**FAST, "min_count": 100_000}),
+                       settings=settings, progress=False)
+    with pytest.raises(ValueError, match="export must be one of word2vec-text, word2vec-binary, not 'glove'"):
+        build_word2vec(Word2VecRun(corpus=[corpus_file], name="x", export=["glove"]),  # type: ignore[list-item]
+                       settings=settings, progress=False)
     with pytest.raises(ValueError, match="vector_size must be at least 1"):
-        build_word2vec([corpus_file], models, "x", params=Word2VecParams(vector_size=0),
-                       cache_dir=tmp_path / "c", progress=False)
+        build_word2vec(Word2VecRun(corpus=[corpus_file], name="x"), Word2VecParams(vector_size=0),
+                       settings=settings, progress=False)
     with pytest.raises(DataError, match="no such corpus file"):
-        build_word2vec([tmp_path / "nope.txt"], models, "x", cache_dir=tmp_path / "c", progress=False)
+        build_word2vec(Word2VecRun(corpus=[tmp_path / "nope.txt"], name="x"), settings=settings, progress=False)
     assert not models.exists() or [p.name for p in models.iterdir()] == []
 
 
 def test_defaults_skip_models_that_exist(w2v_model: Path, tmp_path: Path) -> None:
-    from pipelines.defaults import DEFAULT_MODELS
-
     assert {m.name for m in DEFAULT_MODELS} >= {"w2v-es", "bow-es", "sentiment-es", "translate-es-en", "gpt2-es"}
     for spec in DEFAULT_MODELS:  # any model folder under the default's name counts as present
         shutil.copytree(w2v_model, tmp_path / spec.name)

@@ -9,14 +9,15 @@ from fastapi import FastAPI
 
 from .._version import __version__
 from ..config import Settings, get_settings
+from ..serving import Service
 from .errors import BodySizeLimit, install_error_handlers
-from .models import ModelManager
-from .routers import classify, generate, meta, translate, vectors
+from .routers import classify, meta, openai, tgi, translate, vectors
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; models are loaded once, in the lifespan, and shared by all requests."""
     settings = settings or get_settings()
+    service = Service(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -24,11 +25,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         # Process-wide: concurrent requests each run one BLAS call; extra BLAS threads only spin.
         limiter = threadpool_limits(limits=settings.blas_threads, user_api="blas")
-        app.state.models.load_all()
+        service.start()
         try:
             yield
         finally:
-            await app.state.models.close()
+            await service.close()
             limiter.restore_original_limits()
 
     app = FastAPI(
@@ -38,13 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "text classification and sentiment, translation, text generation (TGI- and OpenAI-compatible).",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.models = ModelManager(settings)
+    app.state.service = service
     install_error_handlers(app)
-    app.include_router(meta.router)
-    app.include_router(vectors.router)
-    app.include_router(classify.router)
-    app.include_router(translate.router)
-    app.include_router(generate.router)
+    for router in (meta.router, vectors.router, classify.router, translate.router, tgi.router, openai.router):
+        app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

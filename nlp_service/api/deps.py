@@ -1,51 +1,54 @@
-"""Dependencies shared by the routers: settings, the model manager, model lookup."""
+"""What routes receive through ``Depends``: the service's parts, found on the application."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ..config import Settings
-from .errors import APIError
-from .models import ModelManager
+from ..serving import Classification, Generations, Limits, ModelManager, Service, Translation, VectorQueries
 
 
-def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
+def get_service(request: Request) -> Service:
+    return request.app.state.service
 
 
-def get_manager(request: Request) -> ModelManager:
-    return request.app.state.models
+ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def resolve_model(manager: ModelManager, kind: str, name: str | None, default: str | None) -> Any:
-    """The named model of ``kind``, or the default one; 404 naming what exists otherwise."""
-    candidates = manager.of_kind(kind)
-    if name is None:
-        if default and default in candidates:
-            return candidates[default]
-        if not candidates:
-            raise APIError(503, "no_model", f"no {kind} model is loaded", {"failed": manager.failed})
-        return next(iter(candidates.values()))
-    model = candidates.get(name)
-    if model is None:
-        detail: dict[str, Any] = {"model": name, "available": sorted(candidates)}
-        if name in manager.failed:
-            detail["load_error"] = manager.failed[name]
-        raise APIError(404, "model_not_found", f"no {kind} model named {name!r}", detail)
-    return model
+def get_settings(service: ServiceDep) -> Settings:
+    return service.settings
 
 
-def check_texts(texts: list[str], settings: Settings) -> None:
-    """422 for too many texts, a text over the length limit, or an empty one (the first found)."""
-    if len(texts) > settings.max_texts:
-        raise APIError(422, "limit_exceeded", f"too many texts: {len(texts)} (at most {settings.max_texts})",
-                       {"limit": settings.max_texts, "got": len(texts), "setting": "NLP_MAX_TEXTS"})
-    for i, text in enumerate(texts):
-        if len(text) > settings.max_text_chars:
-            raise APIError(422, "limit_exceeded", f"texts[{i}] has {len(text)} characters "
-                           f"(at most {settings.max_text_chars})",
-                           {"index": i, "limit": settings.max_text_chars, "setting": "NLP_MAX_TEXT_CHARS"})
-        if not text.strip():
-            raise APIError(422, "empty_text", f"texts[{i}] is empty or only whitespace", {"index": i})
+def get_models(service: ServiceDep) -> ModelManager:
+    return service.models
+
+
+def get_limits(service: ServiceDep) -> Limits:
+    return service.limits
+
+
+def get_vectors(service: ServiceDep) -> VectorQueries:
+    return service.vectors
+
+
+def get_classification(service: ServiceDep) -> Classification:
+    return service.classification
+
+
+def get_translation(service: ServiceDep) -> Translation:
+    return service.translation
+
+
+def get_generation(service: ServiceDep) -> Generations:
+    return service.generation
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModelsDep = Annotated[ModelManager, Depends(get_models)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+VectorsDep = Annotated[VectorQueries, Depends(get_vectors)]
+ClassificationDep = Annotated[Classification, Depends(get_classification)]
+TranslationDep = Annotated[Translation, Depends(get_translation)]
+GenerationDep = Annotated[Generations, Depends(get_generation)]

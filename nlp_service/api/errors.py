@@ -1,4 +1,5 @@
-"""One error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``."""
+"""One error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``, and the one table
+that maps the domain's errors to status codes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import InvalidInput, NLPServiceError, NotFound, Overloaded, Unavailable
+
 log = logging.getLogger("nlp_service.api")
 
 _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
@@ -18,17 +21,15 @@ _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"
                  503: "not_ready"}
 
 
-class APIError(Exception):
-    """Raise from a route to answer with ``status`` and the error body."""
-
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
-        self.headers = headers
+# Each family of domain errors (nlp_service.errors) and its status; the first match wins.
+STATUS: tuple[tuple[type[NLPServiceError], int], ...] = (
+    (Overloaded, 429),
+    (Unavailable, 503),
+    (NotFound, 404),
+    (InvalidInput, 422),
+)
+# What a client should do about some of them.
+HEADERS: dict[type[NLPServiceError], dict[str, str]] = {Overloaded: {"Retry-After": "1"}}
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -41,10 +42,14 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status,
-                            headers=exc.headers)
+    @app.exception_handler(NLPServiceError)
+    async def _domain(_: Request, exc: NLPServiceError) -> JSONResponse:
+        family = next((cls for cls, _ in STATUS if isinstance(exc, cls)), None)
+        if family is None:  # raised on purpose, but not about the request: the server's problem
+            log.error("%s: %s", exc.__class__.__name__, exc)
+            return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=dict(STATUS)[family],
+                            headers=HEADERS.get(family))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,22 +1,49 @@
-"""Text classification: n-gram baselines (scikit-learn) and recurrent networks (PyTorch)."""
+"""Text classification: n-gram baselines (scikit-learn) and recurrent networks (PyTorch), trained on
+labeled texts and served behind one interface (:class:`ClassifierModel`).
 
-from ._baseline import BowClassifier, BowParams
+The recurrent network's names import torch when first used.
+"""
+
+from .._lazy import lazy_attributes
+from ._baseline import BowClassifier
 from ._data import LabeledData, read_labeled, split_record, stratified_folds, stratified_split
 from ._metrics import classification_metrics
-from ._model import KIND, ClassifierModel, Prediction, save_classifier, tokenizer_for_classification
+from ._model import KIND, ClassifierModel, Prediction, tokenizer_for_classification
+from ._params import BowParams, BowRun, LabeledRun, RecurrentRun, RNNParams
+from ._pipeline import BOW_TRAINER, RECURRENT_TRAINER, cross_validate, evaluate, train_bow, train_recurrent
+
+_TORCH = ("RecurrentClassifier", "RecurrentRuntime", "Vocabulary", "count_parameters", "initial_embeddings",
+          "predict_proba", "train_rnn")
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_TORCH, "._rnn"))
 
 __all__ = [
+    "BOW_TRAINER",
     "KIND",
+    "RECURRENT_TRAINER",
     "BowClassifier",
     "BowParams",
+    "BowRun",
     "ClassifierModel",
     "LabeledData",
+    "LabeledRun",
     "Prediction",
+    "RNNParams",
+    "RecurrentClassifier",
+    "RecurrentRun",
+    "RecurrentRuntime",
+    "Vocabulary",
     "classification_metrics",
+    "count_parameters",
+    "cross_validate",
+    "evaluate",
+    "initial_embeddings",
+    "predict_proba",
     "read_labeled",
-    "save_classifier",
     "split_record",
     "stratified_folds",
     "stratified_split",
     "tokenizer_for_classification",
+    "train_bow",
+    "train_recurrent",
+    "train_rnn",
 ]

@@ -10,45 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ..text import Tokenizer
-
-Features = Literal["binary", "count", "tfidf"]
-Analyzer = Literal["word", "char"]
-ClassifierName = Literal["logreg", "linearsvc", "nb"]
-
-
-@dataclass
-class BowParams:
-    features: Features = "tfidf"
-    analyzer: Analyzer = "word"
-    ngram_min: int = 1
-    ngram_max: int = 2
-    classifier: ClassifierName = "logreg"
-    min_df: int = 1
-    max_features: int | None = 300_000
-    C: float = 1.0
-    alpha: float = 1.0  # Naive Bayes smoothing
-
-    def validate(self) -> None:
-        if self.features not in ("binary", "count", "tfidf"):
-            raise ValueError(f"features must be binary, count or tfidf, not {self.features!r}")
-        if self.analyzer not in ("word", "char"):
-            raise ValueError(f"analyzer must be word or char, not {self.analyzer!r}")
-        if self.classifier not in ("logreg", "linearsvc", "nb"):
-            raise ValueError(f"classifier must be logreg, linearsvc or nb, not {self.classifier!r}")
-        if not 1 <= self.ngram_min <= self.ngram_max:
-            raise ValueError("need 1 <= ngram_min <= ngram_max")
-
-    @property
-    def label(self) -> str:
-        unit = "word" if self.analyzer == "word" else "char"
-        return f"{self.features}-{unit}{self.ngram_min}{self.ngram_max}-{self.classifier}"
+from ._params import BowParams
 
 
 def _prepare(tokenizer: Tokenizer, texts: Sequence[str]) -> list[str]:
@@ -58,6 +27,9 @@ def _prepare(tokenizer: Tokenizer, texts: Sequence[str]) -> list[str]:
 
 class BowClassifier:
     """A fitted n-gram linear classifier; ``predict_proba`` over raw texts."""
+
+    backend = "bow"
+    device_name = "cpu"
 
     def __init__(self, params: BowParams, tokenizer: Tokenizer, classes: list[str], vocabulary: dict[str, int],
                  idf: np.ndarray | None, coef: np.ndarray, intercept: np.ndarray) -> None:

@@ -1,22 +1,42 @@
-"""The ``classifier`` model kind: a BoW baseline or a recurrent network behind one interface."""
+"""The ``classifier`` model kind: a BoW baseline or a recurrent network behind one interface.
+
+A model folder holds the backend's files (``bow/`` for a baseline; ``model.pt`` and ``vocab.txt``
+for a recurrent network), ``split.json``, ``metrics.json`` and the manifest, whose ``extra`` says
+the backend, the tokenizer, the classes, the task and the language.
+"""
 
 from __future__ import annotations
 
-import json
 import pickle
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
 from ..text import Tokenizer
 from ._baseline import BowClassifier
+from ._params import RNNParams
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 KIND = "classifier"
 FORMAT_VERSION = 1
+BOW_DIR = "bow"
+
+
+class Backend(Protocol):
+    """What a classifier backend implements: probabilities over raw texts, and its own files."""
+
+    backend: str
+    device_name: str
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def save(self, folder: Path) -> None: ...
 
 
 @dataclass
@@ -27,36 +47,51 @@ class Prediction:
 
 @dataclass
 class ClassifierModel:
-    """A loaded classifier: ``predict(texts)`` gives a label and class probabilities per text."""
+    """A classifier: ``predict(texts)`` gives a label and class probabilities per text."""
 
     name: str
     manifest: Manifest
-    backend: str  # "bow" | "rnn"
     classes: list[str]
     tokenizer: Tokenizer
-    impl: Any
+    impl: Backend
     kind: str = KIND
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        return self.impl.backend
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Any = None, *,
+    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Settings | None = None, *,
              device: str | None = None) -> ClassifierModel:
         folder = Path(folder)
-        device = device or getattr(settings, "device", None) or "auto"
+        device = device or (settings.device if settings is not None else "auto")
         manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         backend = manifest.extra.get("backend")
         tokenizer = Tokenizer.from_dict(manifest.extra["tokenizer"])
         classes = list(manifest.extra["classes"])
         try:
             if backend == "bow":
-                impl: Any = BowClassifier.load(folder / "bow", manifest.params["bow"], tokenizer, classes)
+                impl: Backend = BowClassifier.load(folder / BOW_DIR, manifest.params["bow"], tokenizer, classes)
             elif backend == "rnn":
-                impl = _RNNRuntime.load(folder, manifest, tokenizer, classes, device)
+                from ._rnn import RecurrentRuntime
+
+                impl = RecurrentRuntime.load(folder, RNNParams(**manifest.params["rnn"]), tokenizer, len(classes),
+                                             device)
             else:
                 raise ArtifactError(f"{folder}: unknown classifier backend {backend!r}")
-        except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
             raise ArtifactError(f"cannot load classifier {folder.name}: {exc}") from exc
-        return cls(folder.name, manifest, backend, classes, tokenizer, impl)
+        return cls(folder.name, manifest, classes, tokenizer, impl)
+
+    def save(self, models_dir: Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None
+             ) -> Path:
+        """Write the model atomically; ``extra_files`` (split, metrics, curves) go beside it."""
+        with atomic_model_dir(models_dir, self.name, overwrite=overwrite) as tmp:
+            self.impl.save(tmp / BOW_DIR if self.backend == "bow" else tmp)
+            for rel, content in (extra_files or {}).items():
+                (tmp / rel).write_bytes(content)
+            write_manifest(tmp, self.manifest)
+        return Path(models_dir) / self.name
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.impl.predict_proba(texts)
@@ -67,69 +102,30 @@ class ClassifierModel:
                                                                                          strict=True)})
                 for row in probs]
 
-    def warm_up(self, settings: Any) -> None:
+    def warm_up(self, settings: Settings | None = None) -> None:
         self.predict(["hola"])
+
+    def close(self) -> None:
+        pass
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest
         return {
             "name": self.name, "kind": self.kind, "backend": self.backend, "task": m.extra.get("task"),
             "created_at": m.created_at, "classes": self.classes, "language": m.extra.get("language"),
-            "device": getattr(self.impl, "device_name", "cpu"), "params": m.params,
+            "device": self.impl.device_name, "params": m.params,
             "test_metrics": {k: m.metrics.get("test", {}).get(k) for k in ("accuracy", "macro_f1")},
         }
 
 
-class _RNNRuntime:
-    """Inference wrapper of a saved recurrent classifier."""
-
-    def __init__(self, model: Any, vocab: Any, params: Any, tokenizer: Tokenizer, device: Any) -> None:
-        self.model, self.vocab, self.params, self.tokenizer, self.device = model, vocab, params, tokenizer, device
-        self.device_name = str(device)
-
-    @classmethod
-    def load(cls, folder: Path, manifest: Manifest, tokenizer: Tokenizer, classes: list[str], device: str
-             ) -> _RNNRuntime:
-        from .rnn import RNNParams, Vocabulary, load_weights, pick_device
-
-        params = RNNParams(**manifest.params["rnn"])
-        vocab = Vocabulary((folder / "vocab.txt").read_text(encoding="utf-8").split("\n"))
-        dev = pick_device(device)
-        model = load_weights(folder / "model.pt", len(vocab), len(classes), params, dev)
-        return cls(model, vocab, params, tokenizer, dev)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        from .rnn import predict_proba
-
-        encoded = [self.vocab.encode(t, self.params.max_length) for t in self.tokenizer.tokenize_many(texts)]
-        return predict_proba(self.model, encoded, device=self.device)
-
-
-def save_classifier(
-    models_dir: Path, name: str, *, backend: str, tokenizer: Tokenizer, classes: list[str],
-    params: dict[str, Any], data: dict[str, Any], metrics: dict[str, Any], split: dict[str, Any],
-    write_files: Any, task: str = "classification", language: str | None = None, overwrite: bool = False,
-    extra_files: dict[str, bytes] | None = None,
-) -> Path:
-    """Atomically write a classifier artifact; ``write_files(folder)`` writes the backend's weights."""
-    with atomic_model_dir(models_dir, name, overwrite=overwrite) as tmp:
-        write_files(tmp)
-        (tmp / "split.json").write_text(json.dumps(split), encoding="utf-8")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        for rel, content in (extra_files or {}).items():
-            (tmp / rel).write_bytes(content)
-        manifest = Manifest(
-            name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data, metrics=metrics,
-            extra={"backend": backend, "tokenizer": tokenizer.to_dict(), "classes": classes, "task": task,
-                   "language": language},
-        )
-        write_manifest(tmp, manifest)
-    return Path(models_dir) / name
+def classifier_manifest(name: str, impl: Backend, *, tokenizer: Tokenizer, classes: list[str],
+                        params: dict[str, Any], data: dict[str, Any], metrics: dict[str, Any], task: str,
+                        language: str | None) -> Manifest:
+    return Manifest(name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data, metrics=metrics,
+                    extra={"backend": impl.backend, "tokenizer": tokenizer.to_dict(), "classes": classes,
+                           "task": task, "language": language})
 
 
 def tokenizer_for_classification(language: str | None = None) -> Tokenizer:
     """spaCy's rules for ``language`` (default Spanish); punctuation carries sentiment, so it stays."""
     return Tokenizer(language=language or "es", lowercase=True, keep_punct=True)
-
-
-

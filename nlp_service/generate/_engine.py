@@ -21,13 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ._sampling import (
-    SamplingParams,
-    apply_repetition_penalty,
-    filter_top_k_top_p,
-    sample_rows,
-    seeded_uniform,
-)
+from ._params import SamplingParams
+from ._sampling import apply_repetition_penalty, filter_top_k_top_p, sample_rows, seeded_uniform
 
 
 @dataclass

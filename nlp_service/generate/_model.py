@@ -1,17 +1,20 @@
 """The ``generator`` model kind: a GPT-2-family causal LM saved with ``save_pretrained`` (model and
-tokenizer) inside a model folder, served by the engine."""
+tokenizer) in ``hf/`` inside a model folder, served by the engine."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
+from ..artifacts import ArtifactError, Manifest, atomic_model_dir, json_bytes, open_model_dir, write_manifest
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 log = logging.getLogger("nlp_service.generate")
 
@@ -45,6 +48,9 @@ def load_pretrained(source: str | Path, dtype: torch.dtype = torch.float32) -> t
 
 @dataclass
 class GeneratorModel:
+    """A GPT-2-family causal language model and its tokenizer, on the device it runs on. The service's
+    generation worker (``nlp_service.serving``) serves it through :class:`~nlp_service.generate.GPT2Engine`."""
+
     name: str
     manifest: Manifest
     model: Any
@@ -52,42 +58,45 @@ class GeneratorModel:
     device: torch.device
     dtype: torch.dtype
     kind: str = KIND
-    extra: dict[str, Any] = field(default_factory=dict)
-    worker: Any = None
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Any = None, *,
+    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Settings | None = None, *,
              device: str | None = None, dtype: str | None = None) -> GeneratorModel:
         from ..torch_utils import pick_device
 
         folder = Path(folder)
         manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
-        dev = pick_device(device or getattr(settings, "device", None) or "auto")
-        torch_dtype = resolve_dtype(dtype or getattr(settings, "generation_dtype", None) or "auto", dev)
+        dev = pick_device(device or (settings.device if settings is not None else "auto"))
+        torch_dtype = resolve_dtype(dtype or (settings.generation_dtype if settings is not None else "auto"), dev)
         model, tokenizer = load_pretrained(folder / HF_DIR, torch_dtype)
         if len(tokenizer) > model.config.vocab_size:
             log.warning("generator %s: its tokenizer has %d ids, the model embeds %d: prompts with the extra "
                         "tokens will be refused (resize the model's embeddings after adding tokens)",
                         folder.name, len(tokenizer), model.config.vocab_size)
-        loaded = cls(folder.name, manifest, model.to(dev), tokenizer, dev, torch_dtype)
-        if settings is not None:
-            loaded.start_worker(settings)
-        return loaded
+        return cls(folder.name, manifest, model.to(dev), tokenizer, dev, torch_dtype)
 
-    def start_worker(self, settings: Any) -> Any:
-        """The engine thread that serves this model (made once)."""
-        from ._service import GenerationWorker
+    def save(self, models_dir: Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None
+             ) -> Path:
+        """Write the model atomically: ``hf/`` holds model and tokenizer (``save_pretrained``, so transformers
+        reads it too), in float32 whatever the serving precision."""
+        # A float32 copy on the CPU (tied weights stay one tensor): saving leaves the model where it is,
+        # in the precision it runs in.
+        copies: dict[int, torch.Tensor] = {}
+        state = {k: copies.setdefault(v.data_ptr(), v.detach().to("cpu", torch.float32))
+                 for k, v in self.model.state_dict().items()}
+        with atomic_model_dir(models_dir, self.name, overwrite=overwrite) as tmp:
+            self.model.save_pretrained(tmp / HF_DIR, state_dict=state)
+            self.tokenizer.save_pretrained(tmp / HF_DIR)
+            for rel, content in (extra_files or {}).items():
+                (tmp / rel).write_bytes(content)
+            write_manifest(tmp, self.manifest)
+        return Path(models_dir) / self.name
 
-        if self.worker is None:
-            self.worker = GenerationWorker(
-                self.model, self.tokenizer, device=str(self.device), max_slots=settings.generation_max_batch,
-                max_queue=settings.generation_max_queue, max_input_tokens=settings.generation_max_input_tokens,
-                max_total_tokens=settings.generation_max_total_tokens)
-        return self.worker
+    def warm_up(self, settings: Settings | None = None) -> None:
+        pass  # the generation worker captures its graphs and allocates its cache when it starts
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
+        pass
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
@@ -96,33 +105,28 @@ class GeneratorModel:
                 "dtype": str(self.dtype).removeprefix("torch."), "architecture": cfg.model_type,
                 "layers": cfg.n_layer, "heads": cfg.n_head, "embedding": cfg.n_embd, "positions": cfg.n_positions,
                 "vocabulary": cfg.vocab_size, "parameters": int(sum(p.numel() for p in self.model.parameters())),
-                "test_metrics": m.metrics.get("test"), "source": m.data.get("init") or m.data.get("source"),
-                **({"engine": self.worker.stats, "limits": {
-                    "max_batch": self.worker.engine.max_slots, "max_queue": self.worker.max_queue,
-                    "max_input_tokens": self.worker.max_input_tokens,
-                    "max_total_tokens": self.worker.max_total_tokens}} if self.worker else {})}
+                "test_metrics": m.metrics.get("test"), "source": m.data.get("init") or m.data.get("source")}
 
 
-def save_generator(models_dir: Path, name: str, *, model: Any, tokenizer: Any, params: dict[str, Any],
-                   data: dict[str, Any], metrics: dict[str, Any], overwrite: bool = False,
-                   extra_files: dict[str, bytes] | None = None) -> Path:
-    """Atomically write a generator artifact (``hf/`` holds model and tokenizer)."""
-    with atomic_model_dir(models_dir, name, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp / HF_DIR)
-        tokenizer.save_pretrained(tmp / HF_DIR)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
-        for rel, content in (extra_files or {}).items():
-            (tmp / rel).write_bytes(content)
-        manifest = Manifest(name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data,
-                            metrics={k: v for k, v in metrics.items() if k not in ("samples", "history")})
-        write_manifest(tmp, manifest)
-    return Path(models_dir) / name
+def generator_manifest(name: str, *, params: dict[str, Any], data: dict[str, Any], metrics: dict[str, Any]
+                       ) -> Manifest:
+    return Manifest(name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data,
+                    metrics={k: v for k, v in metrics.items() if k not in ("samples", "history")})
+
+
+def save_generator(models_dir: Path, name: str, *, model: Any, tokenizer: Any, params: dict[str, Any] | None = None,
+                   data: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+                   overwrite: bool = False) -> Path:
+    """Save a transformers causal LM and its tokenizer as a generator model (``metrics.json`` beside it)."""
+    metrics = metrics or {}
+    manifest = generator_manifest(name, params=params or {}, data=data or {}, metrics=metrics)
+    loaded = GeneratorModel(name, manifest, model, tokenizer, next(model.parameters()).device, torch.float32)
+    return loaded.save(models_dir, overwrite=overwrite, extra_files={"metrics.json": json_bytes(metrics)})
 
 
 def import_generator(source: str | Path, models_dir: Path, name: str, *, overwrite: bool = False) -> Path:
     """Save a pretrained causal LM (local folder, or a hub name such as ``gpt2`` or
-    ``DeepESP/gpt2-spanish`` with internet) as a generator artifact."""
+    ``DeepESP/gpt2-spanish`` with internet) as a generator model."""
     model, tokenizer = load_pretrained(source)
-    return save_generator(models_dir, name, model=model, tokenizer=tokenizer, params={}, data={"source": str(source)},
-                          metrics={}, overwrite=overwrite)
-
+    return save_generator(models_dir, name, model=model, tokenizer=tokenizer, data={"source": str(source)},
+                          overwrite=overwrite)

@@ -1,38 +1,10 @@
-"""Per-request decoding parameters and the batched logits processing that applies them row by row."""
+"""The batched logits processing that applies each request's sampling parameters, row by row."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How one request picks its next tokens. ``do_sample=False`` is greedy decoding."""
-
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0  # 0: no top-k filter
-    top_p: float = 1.0  # 1: no nucleus filter
-    repetition_penalty: float = 1.0  # 1: none; as in transformers (CTRL paper)
-    seed: int | None = None
-    stop: tuple[str, ...] = ()  # stop sequences (text), applied by the caller that detokenizes
-    ignore_eos: bool = False
-
-    def validate(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be positive (use do_sample=false for greedy decoding)")
-        if self.top_k < 0:
-            raise ValueError("top_k must be 0 (off) or positive")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
-        if self.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty must be positive")
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:

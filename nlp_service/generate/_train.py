@@ -5,63 +5,20 @@ time budget, and held-out perplexity."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..torch_utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
+from ..torch_utils import pick_device, seed_everything
+from ..training import ResumableRun
+from ._params import GPT2TrainParams
 
 EOT = "<|endoftext|>"
-
-
-@dataclass
-class GPT2TrainParams:
-    # tokenizer (ignored when fine-tuning an existing checkpoint: its tokenizer is kept)
-    vocab_size: int = 8000
-    # model (ignored when fine-tuning)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 256
-    block_size: int = 128  # tokens per training sequence (and the model's positions)
-    dropout: float = 0.1
-    # optimisation
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 100
-    max_steps: int = 2000
-    clip_norm: float = 1.0
-    max_minutes: float | None = None
-    eval_every: int = 200
-    eval_batches: int = 20
-    checkpoint_every: int = 200
-    seed: int = 13
-
-    def validate(self) -> None:
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_steps",
-                     "eval_every", "eval_batches", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.n_embd % self.n_head:
-            raise ValueError("n_embd must be a multiple of n_head")
-        if self.vocab_size < 300:
-            raise ValueError("vocab_size must be at least 300 (256 bytes + merges + specials)")
-        if self.learning_rate <= 0 or self.clip_norm <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("learning_rate and clip_norm must be positive, dropout in [0, 1)")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError("max_minutes must be positive")
-
-    def fingerprint(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k not in ("max_minutes", "max_steps")}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def train_byte_bpe(texts: Sequence[str], vocab_size: int) -> Any:
@@ -129,6 +86,7 @@ class GPT2TrainResult:
     seconds: float
     device: str
     stopped: str  # "max_steps" | "time_budget"
+    run: ResumableRun  # finish() it once the model is saved
 
 
 def train_gpt2(model: Any, train_blocks: torch.Tensor, val_blocks: torch.Tensor, params: GPT2TrainParams, *,
@@ -147,23 +105,16 @@ def train_gpt2(model: Any, train_blocks: torch.Tensor, val_blocks: torch.Tensor,
     use_amp = dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    history: list[dict[str, Any]] = []
-    step, spent, running_loss = 0, 0.0, None
-    ckpt = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
-    if ckpt is not None and ckpt.is_file():
-        state = load_checkpoint(ckpt, dev, model, optimizer, scaler)
-        history = json.loads(state["history"])
-        step, spent = int(state["step"]), float(state["seconds"])
-        running_loss = float(state["running_loss"]) if "running_loss" in state else None
-    resumed_from = step
-    budget = params.max_minutes * 60 if params.max_minutes else None
-    started = time.perf_counter() - spent
+    run = ResumableRun(checkpoint_dir, model, optimizer, scaler, dev)
+    state = run.progress
+    step = state.done
+    running_loss: float | None = state.extra.get("running_loss")
     stopped = "max_steps"
     n_batches = max(1, train_blocks.size(0) // params.batch_size)
     bar = tqdm(total=params.max_steps, initial=step, desc="training", unit="step", disable=not progress)
     order_epoch, order = -1, torch.empty(0, dtype=torch.long)
     while step < params.max_steps:
-        if budget is not None and time.perf_counter() - started > budget:
+        if run.over_budget(params.max_minutes):
             stopped = "time_budget"
             break
         # The order of an epoch comes from (seed, epoch): a resumed run sees the same batches.
@@ -185,24 +136,22 @@ def train_gpt2(model: Any, train_blocks: torch.Tensor, val_blocks: torch.Tensor,
         step += 1
         value = float(loss.detach())
         running_loss = value if running_loss is None else 0.98 * running_loss + 0.02 * value
+        state.done, state.extra["running_loss"] = step, running_loss
         bar.update(1)
         bar.set_postfix(loss=f"{running_loss:.3f}", lr=f"{lr_at(step, params):.2e}")
         last = step == params.max_steps
         if step % params.eval_every == 0 or last:
             ppl = perplexity(model, val_blocks, params.batch_size, dev, params.eval_batches)
-            history.append({"step": step, "train_loss": round(running_loss, 4), "val_perplexity": round(ppl, 2),
-                            "learning_rate": lr_at(step, params), "seconds": round(time.perf_counter() - started, 1)})
+            state.history.append({"step": step, "train_loss": round(running_loss, 4), "val_perplexity": round(ppl, 2),
+                                  "learning_rate": lr_at(step, params), "seconds": round(run.elapsed, 1)})
             if progress:
                 tqdm.write(f"step {step}: train_loss={running_loss:.3f} val_ppl={ppl:.2f}", file=sys.stderr)
-        if ckpt is not None and (step % params.checkpoint_every == 0 or last):
-            save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "scaler": scaler.state_dict(), "history": json.dumps(history), "step": step,
-                                   "seconds": time.perf_counter() - started, "torch_rng": torch.get_rng_state(),
-                                   "running_loss": running_loss})
+        if step % params.checkpoint_every == 0 or last:
+            run.checkpoint()
     bar.close()
     model.eval()
-    return GPT2TrainResult(model, history, step, resumed_from, round(time.perf_counter() - started, 1), str(dev),
-                           stopped)
+    return GPT2TrainResult(model, state.history, step, run.resumed_from, round(run.elapsed, 1), str(dev), stopped,
+                           run)
 
 
 def _lm_loss(model: Any, rows: torch.Tensor) -> torch.Tensor:

@@ -1,40 +1,62 @@
-"""Machine translation: a seq2seq LSTM with attention trained here, or a pretrained Marian model."""
+"""Machine translation: a seq2seq LSTM with attention trained here, or a pretrained Marian model,
+behind one model kind (:class:`TranslatorModel`).
 
-from ._data import LengthFilter, ParallelData, read_parallel, split_pairs
+The network and search names import torch when first used.
+"""
+
+from .._lazy import lazy_attributes
+from ._data import ParallelData, read_parallel, split_pairs
+from ._fetch import TATOEBA, fetch_tatoeba
 from ._metrics import translation_metrics
 from ._model import (
     KIND,
     InputTooLong,
+    MarianRuntime,
+    Seq2SeqRuntime,
     TranslationRequest,
     TranslatorModel,
     import_marian,
-    save_translator,
-    seq2seq_files,
 )
-from ._seq2seq import Hypothesis, Seq2Seq, Seq2SeqParams, beam_search, decode_many, greedy_decode
-from ._subwords import Subwords
-from ._train import TrainResult, train_seq2seq
+from ._params import DecodeOptions, LengthFilter, Seq2SeqParams, TranslatorRun
+from ._pipeline import TRANSLATOR_TRAINER, build_translator, read_test_split
+
+__getattr__ = lazy_attributes(__name__, {
+    **dict.fromkeys(("Hypothesis", "Seq2Seq", "beam_search", "count_parameters", "decode_many", "greedy_decode",
+                     "score_sequences"), "._seq2seq"),
+    **dict.fromkeys(("TrainResult", "token_batches", "train_seq2seq"), "._train"),
+    "Subwords": "._subwords",
+})
 
 __all__ = [
     "KIND",
+    "TATOEBA",
+    "TRANSLATOR_TRAINER",
+    "DecodeOptions",
     "Hypothesis",
     "InputTooLong",
     "LengthFilter",
+    "MarianRuntime",
     "ParallelData",
     "Seq2Seq",
     "Seq2SeqParams",
+    "Seq2SeqRuntime",
     "Subwords",
     "TrainResult",
     "TranslationRequest",
     "TranslatorModel",
+    "TranslatorRun",
     "beam_search",
+    "build_translator",
+    "count_parameters",
     "decode_many",
+    "fetch_tatoeba",
     "greedy_decode",
     "import_marian",
     "read_parallel",
-    "save_translator",
-    "seq2seq_files",
+    "read_test_split",
+    "score_sequences",
     "split_pairs",
+    "token_batches",
     "train_seq2seq",
     "translation_metrics",
 ]

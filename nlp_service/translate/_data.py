@@ -10,21 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DataError, iter_parallel
-
-
-@dataclass
-class LengthFilter:
-    """Which pairs are kept for training: lengths in whitespace words, and their ratio."""
-
-    min_words: int = 1
-    max_words: int = 80
-    max_ratio: float = 3.0  # longer side / shorter side; misaligned pairs show up as extreme ratios
-
-    def keep(self, source: str, target: str) -> bool:
-        a, b = len(source.split()), len(target.split())
-        if not (self.min_words <= a <= self.max_words and self.min_words <= b <= self.max_words):
-            return False
-        return max(a, b) <= self.max_ratio * max(1, min(a, b)) + 2  # +2: short UI strings vary a lot
+from ._params import LengthFilter
 
 
 @dataclass

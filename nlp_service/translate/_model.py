@@ -1,29 +1,40 @@
 """The ``translator`` model kind: our seq2seq network, or a pretrained Marian model (transformers),
-behind one interface: ``translate(texts, beam_size=...)``."""
+behind one interface: ``translate(texts, beam_size=...)``.
+
+A seq2seq model folder holds ``model.pt`` (a ``state_dict``, read with ``weights_only=True``) and its
+two subword vocabularies; a Marian one holds ``hf/`` (``save_pretrained``). The manifest's ``extra``
+says the backend and the languages.
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import pickle
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
+from ..errors import LimitExceeded
+from ..options import default_of
+from ._params import DecodeOptions, Seq2SeqParams
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 KIND = "translator"
 FORMAT_VERSION = 1
-DEFAULT_BEAM = 5
-DEFAULT_ALPHA = 0.6
+HF_DIR = "hf"
+WEIGHTS_FILE, SOURCE_FILE, TARGET_FILE = "model.pt", "source_subwords.json", "target_subwords.json"
 
 
-class InputTooLong(ValueError):
+class InputTooLong(LimitExceeded):
     """A text has more subword pieces than the model accepts."""
 
     def __init__(self, index: int, pieces: int, limit: int) -> None:
-        super().__init__(f"texts[{index}] has {pieces} subword pieces (at most {limit})")
-        self.index, self.pieces, self.limit = index, pieces, limit
+        super().__init__(f"texts[{index}] has {pieces} subword pieces (at most {limit}); split long texts into "
+                         "sentences", limit=limit, got=pieces, index=index)
 
 
 @dataclass(frozen=True)
@@ -31,39 +42,66 @@ class TranslationRequest:
     """One text and its decoding options: the item type of the service's micro-batcher."""
 
     text: str
-    beam_size: int = DEFAULT_BEAM
-    max_length: int | None = None
-    length_penalty: float = DEFAULT_ALPHA
+    options: DecodeOptions = dataclasses.field(default_factory=DecodeOptions)
+
+
+class Runtime(Protocol):
+    """What a translator backend implements: decoding, length counting, and its own files."""
+
+    backend: str
+    device_name: str
+    max_source_tokens: int
+
+    def count(self, texts: Sequence[str]) -> list[int]: ...
+
+    def translate(self, texts: Sequence[str], *, beam_size: int, max_length: int | None, alpha: float
+                  ) -> list[str]: ...
+
+    def save(self, folder: Path) -> None: ...
 
 
 @dataclass
 class TranslatorModel:
     name: str
     manifest: Manifest
-    backend: str  # "seq2seq" | "marian"
     source_lang: str
     target_lang: str
-    impl: Any
+    impl: Runtime
     kind: str = KIND
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        return self.impl.backend
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Any = None, *,
+    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Settings | None = None, *,
              device: str | None = None) -> TranslatorModel:
         folder = Path(folder)
-        device = device or getattr(settings, "device", None) or "auto"
+        device = device or (settings.device if settings is not None else "auto")
         manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         backend = manifest.extra.get("backend")
         try:
             if backend == "seq2seq":
-                impl: Any = _Seq2SeqRuntime.load(folder, manifest, device)
+                impl: Runtime = Seq2SeqRuntime.load(folder, manifest, device)
             elif backend == "marian":
-                impl = _MarianRuntime.load(folder / "hf", device)
+                impl = MarianRuntime.load(folder / HF_DIR, device)
             else:
                 raise ArtifactError(f"{folder}: unknown translator backend {backend!r}")
-        except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
             raise ArtifactError(f"cannot load translator {folder.name}: {exc}") from exc
-        return cls(folder.name, manifest, backend, manifest.extra["source_lang"], manifest.extra["target_lang"], impl)
+        return cls(folder.name, manifest, manifest.extra["source_lang"], manifest.extra["target_lang"], impl)
+
+    def save(self, models_dir: Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None
+             ) -> Path:
+        """Write the model atomically; ``extra_files`` (metrics, split, test pairs, curves) go beside it."""
+        self.manifest.extra.update({"backend": self.backend, "source_lang": self.source_lang,
+                                    "target_lang": self.target_lang})
+        with atomic_model_dir(models_dir, self.name, overwrite=overwrite) as tmp:
+            self.impl.save(tmp)
+            for rel, content in (extra_files or {}).items():
+                (tmp / rel).write_bytes(content)
+            write_manifest(tmp, self.manifest)
+        return Path(models_dir) / self.name
 
     @property
     def max_source_tokens(self) -> int:
@@ -75,8 +113,9 @@ class TranslatorModel:
             if n > self.impl.max_source_tokens:
                 raise InputTooLong(i, n, self.impl.max_source_tokens)
 
-    def translate(self, texts: Sequence[str], *, beam_size: int = DEFAULT_BEAM, max_length: int | None = None,
-                  length_penalty: float = DEFAULT_ALPHA) -> list[str]:
+    def translate(self, texts: Sequence[str], *, beam_size: int = default_of(DecodeOptions, "beam_size"),
+                  max_length: int | None = None, length_penalty: float = default_of(DecodeOptions, "length_penalty")
+                  ) -> list[str]:
         """Translations of ``texts``. ``length_penalty`` is GNMT's alpha: 0 ranks beam hypotheses by
         total log-probability (favours short ones), higher values favour longer ones."""
         texts = [" ".join(t.split()) for t in texts]
@@ -85,17 +124,21 @@ class TranslatorModel:
     def predict(self, items: Sequence[TranslationRequest]) -> list[str]:
         """Translate items with possibly different options, batching those that share them."""
         out: list[str] = [""] * len(items)
-        groups: dict[tuple[int, int | None, float], list[int]] = {}
+        groups: dict[DecodeOptions, list[int]] = {}
         for i, item in enumerate(items):
-            groups.setdefault((item.beam_size, item.max_length, item.length_penalty), []).append(i)
-        for (beam, max_length, alpha), rows in groups.items():
-            for r, text in zip(rows, self.translate([items[r].text for r in rows], beam_size=beam,
-                                                    max_length=max_length, length_penalty=alpha), strict=True):
+            groups.setdefault(item.options, []).append(i)
+        for options, rows in groups.items():
+            translations = self.translate([items[r].text for r in rows], beam_size=options.beam_size,
+                                          max_length=options.max_length, length_penalty=options.length_penalty)
+            for r, text in zip(rows, translations, strict=True):
                 out[r] = text
         return out
 
-    def warm_up(self, settings: Any) -> None:
+    def warm_up(self, settings: Settings | None = None) -> None:
         self.translate(["hola"], beam_size=2)
+
+    def close(self) -> None:
+        pass
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest
@@ -108,29 +151,39 @@ class TranslatorModel:
         }
 
 
-class _Seq2SeqRuntime:
-    def __init__(self, model: Any, source: Any, target: Any, params: Any, device: Any) -> None:
-        self.model, self.source, self.target, self.params, self.device = model, source, target, params, device
-        self.device_name = str(device)
+class Seq2SeqRuntime:
+    """Our encoder-decoder with its two subword vocabularies."""
+
+    backend = "seq2seq"
+
+    def __init__(self, model: Any, source: Any, target: Any, params: Seq2SeqParams) -> None:
+        self.model, self.source, self.target, self.params = model, source, target, params
+        self.device = next(model.parameters()).device
+        self.device_name = str(self.device)
         self.max_source_tokens = params.max_source_tokens
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest, device: str) -> _Seq2SeqRuntime:
+    def load(cls, folder: Path, manifest: Manifest, device: str) -> Seq2SeqRuntime:
         import torch
 
         from ..torch_utils import pick_device
-        from ._seq2seq import Seq2Seq, Seq2SeqParams
+        from ._seq2seq import Seq2Seq
         from ._subwords import Subwords
 
         params = Seq2SeqParams(**manifest.params["seq2seq"])
-        source = Subwords.load(folder / "source_subwords.json")
-        target = Subwords.load(folder / "target_subwords.json")
-        dev = pick_device(device)
+        source = Subwords.load(folder / SOURCE_FILE)
+        target = Subwords.load(folder / TARGET_FILE)
         model = Seq2Seq(len(source), len(target), params, share_embeddings=bool(manifest.extra.get("share_embeddings")))
-        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        model.to(dev).eval()
-        return cls(model, source, target, params, dev)
+        model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        model.to(pick_device(device)).eval()
+        return cls(model, source, target, params)
+
+    def save(self, folder: Path) -> None:
+        import torch
+
+        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, folder / WEIGHTS_FILE)
+        self.source.save(folder / SOURCE_FILE)
+        self.target.save(folder / TARGET_FILE)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return self.source.count(texts)
@@ -145,25 +198,42 @@ class _Seq2SeqRuntime:
         return self.target.decode(pieces)
 
 
-class _MarianRuntime:
-    """A transformers ``MarianMTModel`` saved with ``save_pretrained`` (model and tokenizer)."""
+class MarianRuntime:
+    """A transformers ``MarianMTModel`` with its tokenizer (``save_pretrained`` form)."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: Any) -> None:
-        self.model, self.tokenizer, self.device = model, tokenizer, device
-        self.device_name = str(device)
+    backend = "marian"
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.device = next(model.parameters()).device
+        self.device_name = str(self.device)
         self.max_source_tokens = int(min(getattr(tokenizer, "model_max_length", 512) or 512,
                                          model.config.max_position_embeddings))
 
     @classmethod
-    def load(cls, folder: Path, device: str) -> _MarianRuntime:
+    def load(cls, folder: Path, device: str) -> MarianRuntime:
         from transformers import AutoTokenizer, MarianMTModel
 
         from ..torch_utils import pick_device
 
-        dev = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = MarianMTModel.from_pretrained(folder).to(dev).eval()
-        return cls(model, tokenizer, dev)
+        model = MarianMTModel.from_pretrained(folder).to(pick_device(device)).eval()
+        return cls(model, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path) -> MarianRuntime:
+        """From a local ``save_pretrained`` folder, or a hub name such as ``Helsinki-NLP/opus-mt-es-en``
+        when there is internet."""
+        from transformers import AutoTokenizer, MarianMTModel
+
+        try:
+            return cls(MarianMTModel.from_pretrained(str(source)), AutoTokenizer.from_pretrained(str(source)))
+        except OSError as exc:
+            raise ArtifactError(f"cannot load a Marian model from {source!r}: {exc}") from exc
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder / HF_DIR)
+        self.tokenizer.save_pretrained(folder / HF_DIR)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
@@ -189,59 +259,20 @@ class _MarianRuntime:
         return out
 
 
-def save_translator(
-    models_dir: Path, name: str, *, backend: str, source_lang: str, target_lang: str, params: dict[str, Any],
-    data: dict[str, Any], metrics: dict[str, Any], write_files: Callable[[Path], None],
-    extra: dict[str, Any] | None = None, overwrite: bool = False,
-) -> Path:
-    """Atomically write a translator artifact; ``write_files(folder)`` writes the backend's files."""
-    with atomic_model_dir(models_dir, name, overwrite=overwrite) as tmp:
-        write_files(tmp)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
-        manifest = Manifest(
-            name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data,
-            metrics={k: v for k, v in metrics.items() if k not in ("samples", "history")},
-            extra={"backend": backend, "source_lang": source_lang, "target_lang": target_lang, **(extra or {})},
-        )
-        write_manifest(tmp, manifest)
-    return Path(models_dir) / name
+def translator_manifest(name: str, *, params: dict[str, Any], data: dict[str, Any], metrics: dict[str, Any],
+                        extra: dict[str, Any] | None = None) -> Manifest:
+    return Manifest(name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data,
+                    metrics={k: v for k, v in metrics.items() if k not in ("samples", "history")},
+                    extra=dict(extra or {}))
 
 
 def import_marian(source: str | Path, models_dir: Path, name: str, *, source_lang: str, target_lang: str,
                   overwrite: bool = False) -> Path:
     """Save a Marian model (a local ``save_pretrained`` folder, or a hub name such as
-    ``Helsinki-NLP/opus-mt-es-en`` when there is internet) as a translator artifact."""
-    from transformers import AutoTokenizer, MarianMTModel
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
-        model = MarianMTModel.from_pretrained(str(source))
-    except OSError as exc:
-        raise ArtifactError(f"cannot load a Marian model from {source!r}: {exc}") from exc
-
-    def write(folder: Path) -> None:
-        model.save_pretrained(folder / "hf")
-        tokenizer.save_pretrained(folder / "hf")
-
-    config = model.config.to_dict()
+    ``Helsinki-NLP/opus-mt-es-en`` when there is internet) as a translator."""
+    impl = MarianRuntime.from_pretrained(source)
+    config = impl.model.config.to_dict()
     params = {"marian": {k: config.get(k) for k in ("d_model", "encoder_layers", "decoder_layers", "vocab_size",
                                                      "max_position_embeddings")}}
-    return save_translator(models_dir, name, backend="marian", source_lang=source_lang, target_lang=target_lang,
-                           params=params, data={"source": str(source)}, metrics={}, write_files=write,
-                           overwrite=overwrite)
-
-
-def seq2seq_files(model: Any, source: Any, target: Any) -> Callable[[Path], None]:
-    """The ``write_files`` of a trained seq2seq network and its two subword vocabularies."""
-    import torch
-
-    def write(folder: Path) -> None:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "model.pt")
-        source.save(folder / "source_subwords.json")
-        target.save(folder / "target_subwords.json")
-
-    return write
-
-
-__all__ = ["KIND", "InputTooLong", "TranslationRequest", "TranslatorModel", "import_marian", "save_translator",
-           "seq2seq_files"]
+    manifest = translator_manifest(name, params=params, data={"source": str(source)}, metrics={})
+    return TranslatorModel(name, manifest, source_lang, target_lang, impl).save(models_dir, overwrite=overwrite)

@@ -9,76 +9,16 @@ faster on a CPU than stepping an LSTM cell in Python. The score is Luong's ``gen
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ._params import Seq2SeqParams
 from ._subwords import BOS, EOS, PAD, UNK
-
-Attention = Literal["luong", "bahdanau"]
-
-
-@dataclass
-class Seq2SeqParams:
-    """Architecture and training settings of a translator (saved in the manifest)."""
-
-    # subwords
-    subword: Literal["bpe", "unigram"] = "bpe"
-    vocab_size: int = 8000
-    joint_vocab: bool = False
-    max_source_tokens: int = 120
-    max_target_tokens: int = 120
-    # network
-    embedding_dim: int = 256
-    hidden_size: int = 512  # decoder units; the encoder has hidden_size // 2 per direction
-    encoder_layers: int = 1
-    decoder_layers: int = 1
-    attention: Attention = "luong"
-    dropout: float = 0.2
-    tie_embeddings: bool = True  # output projection shares the target embedding matrix
-    # training
-    batch_tokens: int = 4000  # target tokens per batch (batches are grouped by length)
-    epochs: int = 20
-    learning_rate: float = 1e-3
-    lr_decay: float = 0.5  # multiply the learning rate by this after an epoch without a better val BLEU
-    label_smoothing: float = 0.1
-    clip_norm: float = 1.0
-    patience: int = 3
-    max_minutes: float | None = None  # stop training after this long (the best checkpoint is kept)
-    val_sentences: int = 500  # validation sentences decoded (greedy) for BLEU after each epoch
-    seed: int = 13
-
-    def validate(self) -> None:
-        if self.attention not in ("luong", "bahdanau"):
-            raise ValueError(f"attention must be luong or bahdanau, not {self.attention!r}")
-        if self.subword not in ("bpe", "unigram"):
-            raise ValueError(f"subword must be bpe or unigram, not {self.subword!r}")
-        for name in ("vocab_size", "embedding_dim", "encoder_layers", "decoder_layers", "batch_tokens", "epochs",
-                     "max_source_tokens", "max_target_tokens", "val_sentences"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.hidden_size < 2 or self.hidden_size % 2:
-            raise ValueError("hidden_size must be even (it is split between the two encoder directions)")
-        if self.vocab_size < 50:
-            raise ValueError("vocab_size must be at least 50")
-        if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("dropout and label_smoothing must be in [0, 1)")
-        if self.learning_rate <= 0 or self.clip_norm <= 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError("learning_rate and clip_norm must be positive, lr_decay in (0, 1]")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError("max_minutes must be positive")
-
-    def fingerprint(self) -> str:
-        """Identifies a training run for resuming: the settings that change its course, not when it stops."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("epochs", "patience", "max_minutes")}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class Seq2Seq(nn.Module):

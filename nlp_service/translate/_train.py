@@ -4,7 +4,6 @@ epoch that a restarted run resumes from, a time budget, mixed precision on CUDA.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,8 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..torch_utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
-from ._seq2seq import Seq2Seq, Seq2SeqParams, collate, decode_many
+from ..torch_utils import pick_device, seed_everything
+from ..training import ResumableRun
+from ._params import Seq2SeqParams
+from ._seq2seq import Seq2Seq, collate, decode_many
 from ._subwords import BOS, PAD
 
 
@@ -30,6 +31,7 @@ class TrainResult:
     seconds: float
     device: str
     stopped: str  # "epochs" | "early_stopping" | "time_budget"
+    run: ResumableRun  # finish() it once the model is saved
 
 
 def token_batches(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], batch_tokens: int,
@@ -82,28 +84,17 @@ def train_seq2seq(
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=params.label_smoothing)
-    history: list[dict[str, Any]] = []
-    best_bleu, best_epoch, best_state, start_epoch, spent = -1.0, 0, None, 0, 0.0
-    ckpt = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
-    if ckpt is not None and ckpt.is_file():
-        state = load_checkpoint(ckpt, dev, model, optimizer, scaler)
-        best_state = state["best_model"]
-        history = json.loads(state["history"])
-        best_bleu, best_epoch = float(state["best_bleu"]), int(state["best_epoch"])
-        start_epoch, spent = int(state["epoch"]), float(state["seconds"])
-    resumed_from = start_epoch
-    budget = params.max_minutes * 60 if params.max_minutes else None
+    run = ResumableRun(checkpoint_dir, model, optimizer, scaler, dev)
+    state = run.progress
     val_rows = list(range(min(len(val_src), params.val_sentences)))
-    stale = sum(1 for h in history if h["epoch"] > best_epoch)
     stopped = "epochs"
-    started = time.perf_counter() - spent  # a resumed run counts the time already spent
-    for epoch in range(start_epoch + 1, params.epochs + 1):
+    for epoch in range(state.done + 1, params.epochs + 1):
         if stopped != "epochs":
             break
-        if stale >= params.patience:
+        if run.since_best >= params.patience:
             stopped = "early_stopping"
             break
-        if budget is not None and time.perf_counter() - started > budget:
+        if run.over_budget(params.max_minutes):
             stopped = "time_budget"
             break
         model.train()
@@ -128,7 +119,7 @@ def train_seq2seq(
             total_tokens += n_tokens
             bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}",
                             tok_s=f"{total_tokens / (time.perf_counter() - epoch_start):.0f}")
-            if budget is not None and time.perf_counter() - started > budget:
+            if run.over_budget(params.max_minutes):
                 stopped = "time_budget"
                 break
         bar.close()
@@ -138,32 +129,23 @@ def train_seq2seq(
             "epoch": epoch, "train_loss": round(total_loss / max(1, total_tokens), 4), "val_bleu": round(bleu, 2),
             "learning_rate": optimizer.param_groups[0]["lr"], "target_tokens": total_tokens,
             "tokens_per_second": round(total_tokens / (time.perf_counter() - epoch_start)),
-            "seconds": round(time.perf_counter() - started, 1),
+            "seconds": round(run.elapsed, 1),
         }
-        if bleu > best_bleu:
-            best_bleu, best_epoch, stale = bleu, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
+        state.done = epoch
+        best = run.improved(bleu)
+        if not best:
             for group in optimizer.param_groups:
                 group["lr"] *= params.lr_decay
         if stopped != "epochs":
             record["stopped"] = stopped
-        history.append(record)
+        state.history.append(record)
         if progress:
             tqdm.write(f"epoch {epoch}: train_loss={record['train_loss']:.3f} val_bleu={bleu:.2f} "
                        f"({record['tokens_per_second']} tok/s, {record['seconds']:.0f} s)"
-                       + (" *" if best_epoch == epoch else "")
+                       + (" *" if best else "")
                        + (" [time budget reached]" if stopped == "time_budget" else ""), file=sys.stderr)
-        if ckpt is not None:
-            save_checkpoint(ckpt, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "best_model": best_state, "history": json.dumps(history), "best_bleu": best_bleu,
-                "best_epoch": best_epoch, "epoch": epoch, "seconds": time.perf_counter() - started,
-                "torch_rng": torch.get_rng_state(),
-            })
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        run.checkpoint()
+    run.restore_best()
     model.eval()
-    return TrainResult(model, history, best_epoch, round(best_bleu, 2), resumed_from,
-                       round(time.perf_counter() - started, 1), str(dev), stopped)
+    return TrainResult(model, state.history, state.best_at, round(state.best_score or 0.0, 2), run.resumed_from,
+                       round(run.elapsed, 1), str(dev), stopped, run)

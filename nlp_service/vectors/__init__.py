@@ -1,29 +1,22 @@
-"""Word vectors: training (word2vec), pretrained readers (fastText, word2vec), the native store."""
+"""Word vectors: word2vec training, pretrained readers (fastText, word2vec), the native store and the
+``vectors`` model kind. Importing it loads neither gensim nor spaCy (they load when used)."""
 
 from ._ann import HnswIndex
 from ._convert import FORMATS, ConversionError, detect_format, read_vectors
-from ._model import (
-    EXPORT_FORMATS,
-    KIND,
-    VectorsModel,
-    convert_vectors,
-    save_vectors_model,
-)
+from ._fetch import CC_ES, fetch_cc_es
+from ._model import KIND, VectorsModel
+from ._params import EXPORT_FORMATS, Word2VecParams, Word2VecRun
+from ._pipeline import WORD2VEC_TRAINER, build_word2vec, convert_vectors
 from ._store import Neighbor, NoAnnIndex, VectorStore, WordNotFound
 from ._subword import SubwordVectors, fasttext_hash, ngram_bytes
-from ._train import (
-    Word2VecParams,
-    evaluate_keyed_vectors,
-    learn_phrases,
-    params_dict,
-    tokenize_corpus,
-    train_word2vec,
-)
+from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_word2vec
 
 __all__ = [
+    "CC_ES",
     "EXPORT_FORMATS",
     "FORMATS",
     "KIND",
+    "WORD2VEC_TRAINER",
     "ConversionError",
     "HnswIndex",
     "Neighbor",
@@ -32,16 +25,17 @@ __all__ = [
     "VectorStore",
     "VectorsModel",
     "Word2VecParams",
+    "Word2VecRun",
     "WordNotFound",
+    "build_word2vec",
     "convert_vectors",
     "detect_format",
     "evaluate_keyed_vectors",
     "fasttext_hash",
+    "fetch_cc_es",
     "learn_phrases",
     "ngram_bytes",
-    "params_dict",
     "read_vectors",
-    "save_vectors_model",
     "tokenize_corpus",
     "train_word2vec",
 ]

@@ -15,15 +15,17 @@ from typing import IO, Literal
 
 import numpy as np
 
-from ..data import wrap_binary
+from ..data import DataError, wrap_binary
 from ._store import VectorStore
 
 VectorFormat = Literal["fasttext-bin", "word2vec-text", "word2vec-binary"]
 FORMATS: tuple[str, ...] = ("fasttext-bin", "word2vec-text", "word2vec-binary")
 
 
-class ConversionError(ValueError):
+class ConversionError(DataError, ValueError):
     """A vectors file cannot be read: corrupt, truncated or not in the stated format."""
+
+    code = "conversion_error"
 
 
 def detect_format(path: Path) -> VectorFormat:

@@ -1,20 +1,29 @@
-"""The ``vectors`` model kind: a vector store plus the tokenizer (and phrases) it was built with."""
+"""The ``vectors`` model kind: a vector store plus the tokenizer (and phrases) it was built with.
+
+A model folder holds ``store/`` (see :mod:`._store`), optional word2vec exports and the manifest,
+whose ``extra`` holds the tokenizer and the phrases, so a text is split at query time exactly as
+the corpus was at training time.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
+from ..errors import InvalidInput
 from ..text import PhraseMerger, Tokenizer
-from ._convert import ConversionError, VectorFormat, read_vectors
-from ._store import VectorStore
+from ._params import EXPORT_FORMATS
+from ._store import Neighbor, NoAnnIndex, Source, VectorStore, WordNotFound
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +34,7 @@ STORE_DIR = "store"
 
 @dataclass
 class VectorsModel:
-    """A loaded vectors artifact: what the service queries."""
+    """A vectors model: what the service queries."""
 
     name: str
     manifest: Manifest
@@ -35,7 +44,7 @@ class VectorsModel:
     kind: str = KIND
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Any = None) -> VectorsModel:
+    def load(cls, folder: Path, manifest: Manifest | None = None, settings: Settings | None = None) -> VectorsModel:
         folder = Path(folder)
         manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         try:
@@ -47,25 +56,94 @@ class VectorsModel:
         phrases = PhraseMerger.from_dict(phrases_raw) if phrases_raw else None
         return cls(name=folder.name, manifest=manifest, store=store, tokenizer=tokenizer, phrases=phrases)
 
-    def warm_up(self, settings: Any) -> None:
+    def save(self, models_dir: Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None,
+             exports: Sequence[str] = (), keyed_vectors: Any = None) -> Path:
+        """Write the model atomically, with word2vec ``exports`` (from gensim's ``keyed_vectors`` when given)."""
+        for fmt in exports:
+            if fmt not in EXPORT_FORMATS:
+                raise InvalidInput(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
+        with atomic_model_dir(models_dir, self.name, overwrite=overwrite) as tmp:
+            self.store.save(tmp / STORE_DIR)
+            for fmt in exports:
+                _export(self.store, keyed_vectors, tmp, fmt)
+            for rel, content in (extra_files or {}).items():
+                (tmp / rel).write_bytes(content)
+            self.manifest.extra.update({"tokenizer": self.tokenizer.to_dict(), "store_dir": STORE_DIR})
+            if self.phrases is not None:
+                self.manifest.extra["phrases"] = self.phrases.to_dict()
+            write_manifest(tmp, self.manifest)
+        return Path(models_dir) / self.name
+
+    def warm_up(self, settings: Settings | None = None) -> None:
         """Import the tokenizer and (if configured) load the HNSW index before the first request."""
         self.tokens("hola")
-        if getattr(settings, "preload_ann", False) and self.store.has_ann:
+        if settings is not None and settings.preload_ann and self.store.has_ann:
             self.store.load_ann()
+
+    def close(self) -> None:
+        pass
+
+    # ---- queries: errors name this model ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except WordNotFound as exc:
+            exc.message += f" (model {self.name!r})"
+            exc.details["model"] = self.name
+            raise
+        except NoAnnIndex as exc:
+            exc.details["model"] = self.name
+            raise
 
     def tokens(self, text: str) -> list[str]:
         """Tokens of ``text`` exactly as the training corpus was tokenized."""
         tokens = self.tokenizer.tokenize(text)
         return self.phrases(tokens) if self.phrases else tokens
 
+    def similarity(self, word1: str, word2: str) -> float:
+        with self._named_errors():
+            return self.store.similarity(word1, word2)
+
+    def neighbors(self, positive: Sequence[str | Sequence[float]], negative: Sequence[str] = (), *, topn: int,
+                  approximate: bool = False, ef: int = 64) -> list[Neighbor]:
+        """Nearest words to the mean of ``positive`` minus ``negative`` (words, or query vectors with the
+        model's dimensions); the input words are left out."""
+        query = [q if isinstance(q, str) else self._query_vector(q) for q in positive]
+        with self._named_errors():
+            return self.store.most_similar(query, list(negative), topn=topn, approximate=approximate, ef=ef)
+
+    def _query_vector(self, values: Sequence[float]) -> np.ndarray:
+        if len(values) != self.store.dim:
+            raise InvalidInput(f"vector has {len(values)} values, model {self.name!r} has {self.store.dim} "
+                               "dimensions", code="wrong_dimensions", expected=self.store.dim, got=len(values))
+        vec = np.asarray(values, dtype=np.float32)
+        if not np.all(np.isfinite(vec)) or not np.any(vec):
+            raise InvalidInput("vector must be finite and not all zeros", code="invalid_vector")
+        return vec
+
+    def analogy(self, a: str, b: str, c: str, *, topn: int, method: Literal["3cosadd", "3cosmul"] = "3cosadd"
+                ) -> list[Neighbor]:
+        with self._named_errors():
+            self.store.check_words([a, b, c])  # the missing words in the order asked
+            return self.store.analogy(a, b, c, topn=topn, method=method)
+
+    def word_vectors(self, words: Sequence[str], *, normalized: bool = False) -> list[tuple[np.ndarray, Source]]:
+        """Each word's vector and where it came from; one error naming every word without one."""
+        with self._named_errors():
+            self.store.check_words(words)
+            return [self.store.vector(word, normalized=normalized) for word in words]
+
     def text_vector(self, text: str, *, normalized: bool = False) -> tuple[np.ndarray | None, list[str], list[str]]:
+        """Mean of the text's token vectors (None if no token has one), its tokens, and the unknown ones."""
         tokens = self.tokens(text)
         vec, oov = self.store.mean_vector(tokens, normalized=normalized)
         return vec, tokens, oov
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest
-        ann = self.store._ann_params or (self.store._ann.params if self.store._ann else None)
+        ann = self.store.ann_info
         return {
             "name": self.name,
             "kind": self.kind,
@@ -81,79 +159,15 @@ class VectorsModel:
         }
 
 
-def save_vectors_model(
-    models_dir: Path,
-    name: str,
-    store: VectorStore,
-    *,
-    tokenizer: Tokenizer,
-    params: dict[str, Any],
-    data: dict[str, Any],
-    metrics: dict[str, Any],
-    phrases: PhraseMerger | None = None,
-    ann: bool = False,
-    exports: Sequence[str] = (),
-    keyed_vectors: Any = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Write a vectors artifact atomically (optionally with an HNSW index and word2vec exports)."""
-    metrics = dict(metrics)
-    if ann and len(store) > 1:
-        ann_info = store.build_ann(progress=progress)
-        metrics["ann"] = ann_info
-    with atomic_model_dir(models_dir, name, overwrite=overwrite) as tmp:
-        store.save(tmp / STORE_DIR)
-        for fmt in exports:
-            _export(store, keyed_vectors, tmp, fmt)
-        extra: dict[str, Any] = {"tokenizer": tokenizer.to_dict(), "store_dir": STORE_DIR}
-        if phrases is not None:
-            extra["phrases"] = phrases.to_dict()
-        manifest = Manifest(name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data,
-                            metrics=metrics, extra=extra)
-        write_manifest(tmp, manifest)
-    return Path(models_dir) / name
-
-
-EXPORT_FORMATS = ("word2vec-text", "word2vec-binary")
+def vectors_manifest(name: str, *, params: dict[str, Any], data: dict[str, Any], metrics: dict[str, Any]) -> Manifest:
+    return Manifest(name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data, metrics=metrics)
 
 
 def _export(store: VectorStore, kv: Any, folder: Path, fmt: str) -> None:
     from gensim.models import KeyedVectors
 
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
     if kv is None:
         kv = KeyedVectors(store.dim, dtype=np.float32)
         kv.add_vectors(store.words, np.asarray(store.unit) * np.asarray(store.norms)[:, None])
     binary = fmt == "word2vec-binary"
     kv.save_word2vec_format(str(folder / ("vectors.bin" if binary else "vectors.txt")), binary=binary)
-
-
-def convert_vectors(
-    source: Path,
-    models_dir: Path,
-    name: str,
-    *,
-    fmt: VectorFormat | None = None,
-    limit: int | None = None,
-    ann: bool = True,
-    tokenizer: Tokenizer | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Read a pretrained vectors file and write it as a native artifact (atomic)."""
-    start = time.perf_counter()
-    store = read_vectors(Path(source), fmt, limit=limit, progress=progress)
-    if len(store) == 0:
-        raise ConversionError(f"{source}: holds no vectors")
-    read_seconds = time.perf_counter() - start
-    # cc.es.300 keeps case and accents, and its tokens follow its own tokenizer: keep case by default.
-    tokenizer = tokenizer or Tokenizer(lowercase=False, keep_punct=True)
-    return save_vectors_model(
-        models_dir, name, store, tokenizer=tokenizer,
-        params={"limit": limit, "format": fmt or "auto"},
-        data={"source": str(source), "source_name": Path(source).name, "source_size": Path(source).stat().st_size},
-        metrics={"read_seconds": round(read_seconds, 2)},
-        ann=ann, overwrite=overwrite, progress=progress,
-    )

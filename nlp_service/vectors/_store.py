@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import InvalidInput, NotFound
 from ._ann import ANN_FILE, HnswIndex, recall_at_k
 from ._subword import SubwordVectors
 from ._vocab import Vocab
@@ -36,19 +37,20 @@ Query = str | np.ndarray
 Source = Literal["vocabulary", "subwords"]
 
 
-class WordNotFound(KeyError):
+class WordNotFound(NotFound, KeyError):
     """One or more words have no vector (not in the vocabulary and no subword n-grams)."""
+
+    code = "word_not_found"
 
     def __init__(self, words: Sequence[str]) -> None:
         self.words = list(words)
-        super().__init__(", ".join(self.words))
-
-    def __str__(self) -> str:
-        return f"not in vocabulary: {', '.join(repr(w) for w in self.words)}"
+        super().__init__(f"not in vocabulary: {', '.join(repr(w) for w in self.words)}", words=self.words)
 
 
-class NoAnnIndex(RuntimeError):
+class NoAnnIndex(InvalidInput):
     """Approximate search was asked of a store built without an HNSW index."""
+
+    code = "no_approximate_index"
 
 
 def unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +181,11 @@ class VectorStore:
     @property
     def has_ann(self) -> bool:
         return self._ann is not None or self._ann_params is not None
+
+    @property
+    def ann_info(self) -> dict[str, Any] | None:
+        """The approximate index's parameters and measured recall (None without an index)."""
+        return self._ann.params if self._ann is not None else self._ann_params
 
     @property
     def ann_loaded(self) -> bool:

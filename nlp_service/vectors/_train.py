@@ -15,45 +15,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..data import DataError, iter_corpus
 from ..text import PhraseMerger, Tokenizer, tokenize_to_file
+from ._params import Word2VecParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Word2VecParams:
-    """Hyper-parameters of a word2vec run (gensim's names and defaults unless noted)."""
-
-    architecture: Literal["cbow", "skipgram"] = "skipgram"
-    loss: Literal["negative", "hs"] = "negative"
-    negative: int = 5
-    vector_size: int = 100
-    window: int = 5
-    min_count: int = 5
-    sample: float = 1e-3
-    epochs: int = 5
-    alpha: float = 0.025
-    seed: int = 1
-    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    phrases: bool = False
-    phrases_min_count: int = 5
-    phrases_threshold: float = 10.0
-
-    def validate(self) -> None:
-        if self.architecture not in ("cbow", "skipgram"):
-            raise ValueError(f"architecture must be cbow or skipgram, not {self.architecture!r}")
-        if self.loss not in ("negative", "hs"):
-            raise ValueError(f"loss must be negative or hs, not {self.loss!r}")
-        for name in ("vector_size", "window", "min_count", "epochs", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.loss == "negative" and self.negative < 1:
-            raise ValueError("negative must be at least 1 with negative sampling")
 
 
 def corpus_cache_path(
@@ -257,7 +227,3 @@ def evaluate_keyed_vectors(
             },
         }
     return metrics
-
-
-def params_dict(params: Word2VecParams) -> dict[str, Any]:
-    return asdict(params)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...options import default_of
+from ...translate import DecodeOptions
+
 
 class TranslateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -15,10 +18,12 @@ class TranslateRequest(BaseModel):
                                examples=["es"])
     target: str | None = Field(None, description="Target language code.", examples=["en"])
     model: str | None = Field(None, description="Translator name (GET /v1/models); overrides source/target.")
-    beam_size: int = Field(5, ge=1, description="Beam width; 1 is greedy decoding (at most NLP_MAX_BEAM_SIZE).")
+    # Defaults and bounds as the library's DecodeOptions (which checks them again when built).
+    beam_size: int = Field(default_of(DecodeOptions, "beam_size"), ge=1,
+                           description="Beam width; 1 is greedy decoding (at most NLP_MAX_BEAM_SIZE).")
     max_length: int | None = Field(None, ge=1, le=512,
                                    description="Most subword pieces per translation (default: 2 x source + 10).")
-    length_penalty: float = Field(0.6, ge=0.0, le=5.0,
+    length_penalty: float = Field(default_of(DecodeOptions, "length_penalty"), ge=0.0, le=5.0,
                                   description="Beam search length normalisation (GNMT alpha); 0 favours short output.")
 
 

@@ -1,44 +1,56 @@
-"""GPT-2 pipeline: texts -> held-out split -> byte-level BPE tokenizer -> small GPT-2 trained from scratch
-(or an existing checkpoint fine-tuned with ``init``) -> held-out perplexity and sample texts -> artifact."""
+"""GPT-2 training, end to end: texts -> held-out split -> byte-level BPE tokenizer -> small GPT-2 trained
+from scratch (or an existing checkpoint fine-tuned with ``init``) -> held-out perplexity and sample
+texts -> model folder (with ``metrics.json``, the training curve and the run's options as
+``params.toml``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
-import shutil
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nlp_service.data import DataError, iter_corpus
-from nlp_service.generate import GPT2Engine, SamplingParams
-from nlp_service.generate._model import load_pretrained, save_generator
-from nlp_service.generate._train import GPT2TrainParams, pack, perplexity, train_byte_bpe, train_gpt2
+from ..artifacts import json_bytes
+from ..config import get_settings
+from ..data import SPANISH_CORPUS, DataError, iter_corpus
+from ..options import CONFIG_FILE, check
+from ..training import Trainer, history_png, run_folder
+from ._params import GPT2Run, GPT2TrainParams, SamplingParams
 
-from ._plots import history_png
+if TYPE_CHECKING:
+    from ..config import Settings
 
 SAMPLE_PROMPTS = ("En el principio", "El hombre que", "La vida es", "Y dijo")
 
 
-def build_gpt2(paths: Sequence[Path], models_dir: Path, name: str, *, params: GPT2TrainParams | None = None,
-               init: str | None = None, column: str | None = None, validation: float = 0.02, split_seed: int = 13,
-               checkpoint_dir: Path | None = None, device: str = "auto", overwrite: bool = False,
+def build_gpt2(run: GPT2Run, params: GPT2TrainParams | None = None, *, settings: Settings | None = None,
                progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Train (or fine-tune ``init``) a GPT-2 on the texts of ``paths`` and save it with its perplexity."""
+    """Train (or fine-tune ``run.init``) a GPT-2 on the texts of ``run.corpus`` and save it with its
+    perplexity. Checkpoints go under the cache folder; the same run started again resumes."""
+    import hashlib
+
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    params = params or GPT2TrainParams()
+    from ._model import GeneratorModel, generator_manifest, load_pretrained
+    from ._train import pack, perplexity, train_byte_bpe, train_gpt2
+
+    params = dataclasses.replace(params or GPT2TrainParams())  # a copy: fine-tuning caps its block size
+    check(run)
     params.validate()
-    texts = list(iter_corpus(paths, column))
+    settings = settings or get_settings()
+    name = run.name or settings.default_generator_model
+    paths = [Path(p) for p in run.corpus or SPANISH_CORPUS]
+    texts = list(iter_corpus(paths, run.column))
     if len(texts) < 10:
         raise DataError(f"need at least 10 texts to train a language model, found {len(texts)}")
     rows = list(range(len(texts)))
-    random.Random(split_seed).shuffle(rows)
-    n_val = max(1, round(len(rows) * validation))
+    random.Random(run.split_seed).shuffle(rows)
+    n_val = max(1, round(len(rows) * run.validation))
     val_texts, train_texts = [texts[i] for i in rows[:n_val]], [texts[i] for i in rows[n_val:]]
-    if init:
-        model, tokenizer = load_pretrained(init)
+    if run.init:
+        model, tokenizer = load_pretrained(run.init)
         params.block_size = min(params.block_size, model.config.n_positions)
     else:
         tokenizer = train_byte_bpe(train_texts, params.vocab_size)
@@ -50,10 +62,11 @@ def build_gpt2(paths: Sequence[Path], models_dir: Path, name: str, *, params: GP
         model = GPT2LMHeadModel(config)
     train_blocks = pack(tokenizer, train_texts, params.block_size)
     val_blocks = pack(tokenizer, val_texts, params.block_size)
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir) / f"{name}-gpt2-{params.fingerprint()}-{split_seed}-{init or 'scratch'}"
-    result = train_gpt2(model, train_blocks, val_blocks, params, checkpoint_dir=checkpoint_dir, device=device,
-                        progress=progress)
+    checkpoints = run_folder(settings.cache_dir / "checkpoints", name, {
+        "params": params.fingerprint(), "split": [run.split_seed, run.validation], "init": run.init,
+        "data": hashlib.sha256(train_blocks.numpy().tobytes()).hexdigest()})
+    result = train_gpt2(model, train_blocks, val_blocks, params, checkpoint_dir=checkpoints,
+                        device=run.device or settings.device, progress=progress)
     dev = next(result.model.parameters()).device
     test_ppl = perplexity(result.model, val_blocks, params.batch_size, dev)
     samples = sample_texts(result.model, tokenizer, SAMPLE_PROMPTS)
@@ -65,21 +78,25 @@ def build_gpt2(paths: Sequence[Path], models_dir: Path, name: str, *, params: GP
         "parameters": int(sum(p.numel() for p in result.model.parameters())), "vocabulary": len(tokenizer),
         "samples": samples, "history": result.history,
     }
+    files = {"metrics.json": json_bytes(metrics),
+             CONFIG_FILE: GPT2_TRAINER.config(dataclasses.replace(run, name=name), params).encode()}
     curve = history_png(result.history, f"{name} (GPT-2)", [
         ("train loss", [("train_loss", "train")]), ("held-out perplexity", [("val_perplexity", "val")])], x="step")
-    path = save_generator(
-        models_dir, name, model=result.model.to("cpu").float(), tokenizer=tokenizer,
-        params={"gpt2": asdict(params), "split_seed": split_seed, "validation": validation},
-        data={"files": [str(p) for p in paths], "texts": len(texts), "init": init}, metrics=metrics,
-        overwrite=overwrite, extra_files={"training_curve.png": curve} if curve else None,
-    )
-    if checkpoint_dir is not None:  # the artifact now holds the result; the checkpoint is spent
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if curve:
+        files["training_curve.png"] = curve
+    manifest = generator_manifest(
+        name, params={"gpt2": dataclasses.asdict(params), "split_seed": run.split_seed, "validation": run.validation},
+        data={"files": [str(p) for p in paths], "texts": len(texts), "init": run.init}, metrics=metrics)
+    generator = GeneratorModel(name, manifest, result.model, tokenizer, dev, next(result.model.parameters()).dtype)
+    path = generator.save(settings.models_dir, overwrite=run.overwrite, extra_files=files)
+    result.run.finish()
     return path, metrics
 
 
 def sample_texts(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 40) -> list[dict[str, str]]:
     """Greedy and sampled continuations of a few prompts, through the engine."""
+    from ._engine import GPT2Engine
+
     # Eager steps: capturing CUDA graphs would cost more than these few tokens.
     engine = GPT2Engine(model, max_slots=len(prompts) * 2, device=str(next(model.parameters()).device),
                         cuda_graphs=False)
@@ -96,4 +113,10 @@ def sample_texts(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tok
             for p, g, s in zip(prompts, greedy, sampled, strict=True)]
 
 
-__all__ = ["build_gpt2", "sample_texts"]
+GPT2_TRAINER = Trainer(
+    command="gpt2", kind="generator",
+    summary="Train a small GPT-2 (byte-level BPE + GPT2Config) or fine-tune one. Interrupted? Run it again: it "
+            "resumes.",
+    groups=(GPT2Run, GPT2TrainParams), train=build_gpt2,
+    report=lambda m: {"test": m["test"], "steps": m["steps"], "stopped": m["stopped"],
+                      "train_seconds": m["train_seconds"], "samples": m["samples"][:2]})

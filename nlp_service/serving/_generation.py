@@ -12,25 +12,27 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._engine import GPT2Engine, Request
-from ._sampling import SamplingParams
+from ..errors import InvalidInput, LimitExceeded, Overloaded
+from ..generate import GeneratorModel, GPT2Engine, Request, SamplingParams
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ._manager import ModelManager
 
 log = logging.getLogger("nlp_service.generate")
 
 
-class QueueFull(Exception):
+class QueueFull(Overloaded):
     """Every slot is busy and the waiting queue is full: try again shortly."""
 
 
-class PromptTooLong(ValueError):
-    def __init__(self, message: str, limit: int, got: int) -> None:
-        super().__init__(message)
-        self.limit, self.got = limit, got
+class PromptTooLong(LimitExceeded):
+    """A prompt over the longest prompt, or prompt + new tokens over the total, in tokens."""
 
 
-class UnknownTokens(ValueError):
+class UnknownTokens(InvalidInput):
     """The tokenizer gave ids that the model has no embedding for (a tokenizer with added tokens
     saved beside a model that was not resized)."""
 
@@ -72,6 +74,13 @@ class Detokenizer:
 class GenerationWorker:
     """The engine of one generator model, stepped by a dedicated thread."""
 
+    @classmethod
+    def for_model(cls, model: GeneratorModel, settings: Settings) -> GenerationWorker:
+        """The worker of a loaded generator, with the service's limits."""
+        return cls(model.model, model.tokenizer, device=str(model.device), max_slots=settings.generation_max_batch,
+                   max_queue=settings.generation_max_queue, max_input_tokens=settings.generation_max_input_tokens,
+                   max_total_tokens=settings.generation_max_total_tokens)
+
     def __init__(self, model: Any, tokenizer: Any, *, device: str, max_slots: int, max_queue: int,
                  max_input_tokens: int, max_total_tokens: int) -> None:
         # The KV cache holds max_slots x max_total_tokens positions: no more than a request may use.
@@ -103,20 +112,23 @@ class GenerationWorker:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
     def check(self, prompt_ids: Sequence[int], max_new_tokens: int) -> None:
+        """The one check of a generation request (limits, token ids); the engine's own is a safety net."""
         n = len(prompt_ids)
         if n == 0:
-            raise PromptTooLong("the prompt is empty", self.max_input_tokens, 0)
+            raise PromptTooLong("the prompt is empty", limit=self.max_input_tokens, got=0,
+                                setting="NLP_GENERATION_MAX_INPUT_TOKENS")
         if n > self.max_input_tokens:
             raise PromptTooLong(f"the prompt has {n} tokens (at most {self.max_input_tokens})",
-                                self.max_input_tokens, n)
+                                limit=self.max_input_tokens, got=n, setting="NLP_GENERATION_MAX_INPUT_TOKENS")
         if n + max_new_tokens > self.max_total_tokens:
             raise PromptTooLong(f"prompt ({n} tokens) + max_new_tokens ({max_new_tokens}) = {n + max_new_tokens} "
                                 f"is over the limit of {self.max_total_tokens} total tokens",
-                                self.max_total_tokens, n + max_new_tokens)
+                                limit=self.max_total_tokens, got=n + max_new_tokens,
+                                setting="NLP_GENERATION_MAX_TOTAL_TOKENS")
         vocab = self.engine.weights.vocab_size
         if max(prompt_ids) >= vocab or min(prompt_ids) < 0:
             bad = sorted({i for i in prompt_ids if not 0 <= i < vocab})[:5]
-            raise UnknownTokens(f"the prompt has token ids {bad} that this model has no embedding for (its "
+            raise UnknownTokens(f"inputs: the prompt has token ids {bad} that this model has no embedding for (its "
                                 f"vocabulary has {vocab} ids): its tokenizer and weights do not match")
 
     # -- streaming --------------------------------------------------------------------------------
@@ -132,8 +144,8 @@ class GenerationWorker:
             limit = self.engine.max_slots + self.max_queue
             if self._active >= limit:
                 self.stats["rejected"] += 1
-                raise QueueFull(f"{self._active} requests running or queued (limit {self.engine.max_slots} slots + "
-                                f"{self.max_queue} queued)")
+                raise QueueFull(f"the generation queue is full: {self._active} requests running or queued (limit "
+                                f"{self.engine.max_slots} slots + {self.max_queue} queued)")
             rid = next(self._next_id)
             stream = _Stream(asyncio.Queue(), loop)
             self._streams[rid] = stream
@@ -152,7 +164,7 @@ class GenerationWorker:
                 if token is not None and reason != "eos":
                     detok.add(token)
                 full = detok.emitted
-                hit = _first_stop(full, stops) if stops else None
+                hit = first_stop(full, stops) if stops else None
                 if hit is not None:  # the text ends before the stop sequence, which is not returned
                     yield Piece(token, full[sent:hit], "stop")
                     return
@@ -240,6 +252,11 @@ class GenerationWorker:
                 with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is listening
                     loop.call_soon_threadsafe(_deliver, items)
 
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.stats, "limits": {"max_batch": self.engine.max_slots, "max_queue": self.max_queue,
+                                                 "max_input_tokens": self.max_input_tokens,
+                                                 "max_total_tokens": self.max_total_tokens}}
+
     def close(self) -> None:
         with self._wake:
             self._closed = True
@@ -253,7 +270,7 @@ def _deliver(items: list[tuple[_Stream, int | None, str | None]]) -> None:
         stream.queue.put_nowait((token, reason))
 
 
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
     """Start of the earliest stop sequence in ``text`` (the text is cut there), or None."""
     found = [i for i in (text.find(stop) for stop in stops) if i >= 0]
     return min(found) if found else None
@@ -268,3 +285,42 @@ def _stop_prefix_length(text: str, stops: Sequence[str]) -> int:
                 best = n
                 break
     return best
+
+
+@dataclass
+class Generation:
+    """A generation that has started: its first piece is there (so a refusal was raised before any
+    answer began), the rest arrive from :meth:`pieces`. Close it when the client goes away."""
+
+    prompt_tokens: int
+    seed: int | None  # the sampling seed in use (None for greedy decoding)
+    first: Piece
+    _rest: AsyncIterator[Piece]
+
+    async def pieces(self) -> AsyncIterator[Piece]:
+        """Every piece, the first included; the last one carries the finish reason."""
+        yield self.first
+        async for piece in self._rest:
+            yield piece
+
+    async def aclose(self) -> None:
+        await self._rest.aclose()  # type: ignore[attr-defined]  # an async generator
+
+
+class Generations:
+    """Generation requests: the model, and its worker's stream."""
+
+    def __init__(self, models: ModelManager, settings: Settings) -> None:
+        self.models, self.settings = models, settings
+
+    def model(self, name: str | None) -> GeneratorModel:
+        return self.models.get("generator", name, self.settings.default_generator_model)
+
+    async def start(self, model: GeneratorModel, prompt: str, params: SamplingParams) -> Generation:
+        """Queue ``prompt``; the worker's check (limits, token ids, a full queue) raises here."""
+        params.validate()
+        worker = self.models.generation_worker(model.name)
+        ids = worker.encode(prompt)
+        stream = worker.stream(ids, params)
+        first = await anext(stream)
+        return Generation(len(ids), params.seed, first, stream)

@@ -9,65 +9,26 @@ vocabulary; loading uses ``torch.load(weights_only=True)``: no arbitrary unpickl
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..torch_utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
+from ..text import Tokenizer
+from ..torch_utils import pick_device, seed_everything
+from ..training import ResumableRun
 from ._metrics import classification_metrics
+from ._params import RNNParams
 
 PAD, UNK = "<pad>", "<unk>"
-Cell = Literal["rnn", "lstm", "gru"]
-
-
-@dataclass
-class RNNParams:
-    cell: Cell = "lstm"
-    embedding_dim: int = 128
-    hidden_size: int = 128
-    layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.5
-    pooling: Literal["last", "max"] = "max"
-    max_length: int = 100
-    min_freq: int = 2
-    max_vocab: int = 30_000
-    freeze_embeddings: bool = False
-    batch_size: int = 64
-    epochs: int = 10
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.0
-    clip_norm: float = 1.0
-    patience: int = 3
-    seed: int = 13
-
-    def validate(self) -> None:
-        if self.cell not in ("rnn", "lstm", "gru"):
-            raise ValueError(f"cell must be rnn, lstm or gru, not {self.cell!r}")
-        if self.pooling not in ("last", "max"):
-            raise ValueError(f"pooling must be last or max, not {self.pooling!r}")
-        for name in ("embedding_dim", "hidden_size", "layers", "max_length", "batch_size", "epochs", "min_freq"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
-        if self.clip_norm <= 0 or self.learning_rate <= 0:
-            raise ValueError("clip_norm and learning_rate must be positive")
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+VOCAB_FILE, WEIGHTS_FILE = "vocab.txt", "model.pt"
 
 
 class Vocabulary:
@@ -167,6 +128,7 @@ class TrainResult:
     resumed_from_epoch: int
     seconds: float
     device: str
+    run: ResumableRun  # finish() it once the model is saved
 
 
 def train_rnn(
@@ -175,7 +137,8 @@ def train_rnn(
     embeddings: torch.Tensor | None = None, checkpoint_dir: Path | None = None, device: str = "auto",
     progress: bool = True,
 ) -> TrainResult:
-    """Train with Adam + clipping + early stopping; checkpoint each epoch and resume if one exists."""
+    """Train with Adam + clipping + early stopping on validation macro-F1; with ``checkpoint_dir``, a
+    checkpoint every epoch that a restarted run resumes from."""
     from tqdm.auto import tqdm
 
     params.validate()
@@ -191,20 +154,11 @@ def train_rnn(
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     loss_fn = nn.CrossEntropyLoss()
-    history: list[dict[str, float]] = []
-    best_f1, best_epoch, best_state, start_epoch = -1.0, 0, None, 0
-    ckpt = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
-    if ckpt is not None and ckpt.is_file():
-        state = load_checkpoint(ckpt, dev, model, optimizer, scaler)
-        best_state = state["best_model"]
-        history = json.loads(state["history"])
-        best_f1, best_epoch, start_epoch = float(state["best_f1"]), int(state["best_epoch"]), int(state["epoch"])
-    resumed_from = start_epoch
+    run = ResumableRun(checkpoint_dir, model, optimizer, scaler, dev)
+    progress_state = run.progress
     y_train = torch.tensor(list(train_y), dtype=torch.long)
-    start = time.perf_counter()
-    stale = sum(1 for h in history if h["epoch"] > best_epoch)
-    for epoch in range(start_epoch + 1, params.epochs + 1):
-        if stale >= params.patience:
+    for epoch in range(progress_state.done + 1, params.epochs + 1):
+        if run.since_best >= params.patience:
             break
         model.train()
         # The shuffle order comes from a generator seeded by (seed, epoch): a resumed run sees
@@ -235,28 +189,19 @@ def train_rnn(
         val = classification_metrics(truth, pred, classes)
         val_loss = float(-np.log(np.clip(probs[np.arange(len(val_y)), list(val_y)], 1e-12, None)).mean())
         record = {"epoch": epoch, "train_loss": round(total_loss / max(1, seen), 5), "val_loss": round(val_loss, 5),
-                  "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-                  "seconds": round(time.perf_counter() - start, 2)}
-        history.append(record)
-        if val["macro_f1"] > best_f1:
-            best_f1, best_epoch, stale = val["macro_f1"], epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
+                  "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "seconds": round(run.elapsed, 2)}
+        progress_state.history.append(record)
+        progress_state.done = epoch
+        best = run.improved(val["macro_f1"])
         if progress:
             tqdm.write(f"epoch {epoch}: train_loss={record['train_loss']:.4f} val_loss={val_loss:.4f} "
-                       f"val_acc={val['accuracy']:.4f} val_macro_f1={val['macro_f1']:.4f}"
-                       + (" *" if best_epoch == epoch else ""), file=sys.stderr)
-        if ckpt is not None:
-            save_checkpoint(ckpt, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "best_model": best_state, "history": json.dumps(history), "best_f1": best_f1,
-                "best_epoch": best_epoch, "epoch": epoch, "torch_rng": torch.get_rng_state(),
-            })
-    if best_state is not None:
-        model.load_state_dict(best_state)
+                       f"val_acc={val['accuracy']:.4f} val_macro_f1={val['macro_f1']:.4f}" + (" *" if best else ""),
+                       file=sys.stderr)
+        run.checkpoint()
+    run.restore_best()
     model.eval()
-    return TrainResult(model, history, best_epoch, resumed_from, round(time.perf_counter() - start, 2), str(dev))
+    return TrainResult(model, progress_state.history, progress_state.best_at, run.resumed_from,
+                       round(run.elapsed, 2), str(dev), run)
 
 
 @torch.inference_mode()
@@ -277,18 +222,34 @@ def predict_proba(model: RecurrentClassifier, encoded: Sequence[Sequence[int]], 
     return out
 
 
-def save_weights(model: RecurrentClassifier, path: Path) -> None:
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+class RecurrentRuntime:
+    """A trained recurrent classifier with its vocabulary: predictions over raw texts, and its files
+    (``model.pt``, a ``state_dict`` read with ``weights_only=True``, and ``vocab.txt``) both ways."""
 
+    backend = "rnn"
 
-def load_weights(path: Path, vocab_size: int, num_classes: int, params: RNNParams, device: torch.device
-                 ) -> RecurrentClassifier:
-    model = RecurrentClassifier(vocab_size, num_classes, params)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model.to(device)
-    model.eval()
-    return model
+    def __init__(self, model: RecurrentClassifier, vocab: Vocabulary, params: RNNParams, tokenizer: Tokenizer
+                 ) -> None:
+        self.model, self.vocab, self.params, self.tokenizer = model, vocab, params, tokenizer
+        self.device = next(model.parameters()).device
+        self.device_name = str(self.device)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        encoded = [self.vocab.encode(t, self.params.max_length) for t in self.tokenizer.tokenize_many(texts)]
+        return predict_proba(self.model, encoded, device=self.device)
+
+    def save(self, folder: Path) -> None:
+        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, folder / WEIGHTS_FILE)
+        (folder / VOCAB_FILE).write_text("\n".join(self.vocab.words), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, params: RNNParams, tokenizer: Tokenizer, num_classes: int, device: str
+             ) -> RecurrentRuntime:
+        vocab = Vocabulary((folder / VOCAB_FILE).read_text(encoding="utf-8").split("\n"))
+        model = RecurrentClassifier(len(vocab), num_classes, params)
+        model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        model.to(pick_device(device)).eval()
+        return cls(model, vocab, params, tokenizer)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,119 @@
+"""Getting models and data from elsewhere: ``nlp-service fetch`` (downloads), ``convert`` (pretrained
+vectors into the native store), ``import-marian`` and ``import-generator`` (transformers checkpoints)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import ModelsDir, Overwrite, app, echo_json, fetch_app, settings_for, user_errors
+
+Dest = Annotated[Path | None, typer.Option(help="Folder (default: NLP_CACHE_DIR/downloads).")]
+Url = Annotated[str | None, typer.Option(help="Another address (a mirror).")]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for the server.")]
+Name = Annotated[str, typer.Option(help="Model name (folder under the models dir).")]
+
+
+class CcFormat(StrEnum):
+    bin = "bin"
+    vec = "vec"
+
+
+@fetch_app.command("cc-es")
+def fetch_cc_es(
+    format: Annotated[CcFormat, typer.Option(help="bin (7 GB, keeps subwords for unseen words) or vec (1.3 GB).")]
+    = CcFormat.bin,
+    dest: Dest = None,
+    url: Url = None,
+    timeout: Timeout = 20.0,
+) -> None:
+    """Download the official Spanish fastText vectors (cc.es.300) with resume and size check."""
+    from ..vectors import fetch_cc_es as fetch
+
+    settings = settings_for()
+    with user_errors():
+        path = fetch(dest or settings.cache_dir / "downloads", format.value, url=url, timeout=timeout)
+    typer.echo(f"downloaded {path}\nnext: nlp-service convert {path} --name cc-es --limit 200000")
+
+
+@fetch_app.command("tatoeba")
+def fetch_tatoeba(
+    lang: Annotated[str, typer.Option(help="Three-letter code of the language paired with English.")] = "spa",
+    dest: Dest = None,
+    url: Url = None,
+    timeout: Timeout = 20.0,
+) -> None:
+    """Download the Tatoeba sentence pairs (manythings.org Anki export, e.g. spa-eng.zip) for `train translator`."""
+    from ..translate import fetch_tatoeba as fetch
+
+    settings = settings_for()
+    with user_errors():
+        path = fetch(dest or settings.cache_dir / "downloads", lang, url=url, timeout=timeout)
+    typer.echo(f"downloaded {path}\nnext: nlp-service train translator {path} --source es --target en")
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="fastText .bin, .vec / word2vec text, or word2vec binary (.gz ok).")],
+    name: Name,
+    format: Annotated[str | None, typer.Option(
+        help="fasttext-bin, word2vec-text or word2vec-binary (default: from the file).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N (most frequent) words.")] = None,
+    ann: Annotated[bool, typer.Option(help="Build an HNSW index and measure its recall@10.")] = True,
+    lowercase: Annotated[bool, typer.Option(help="Lowercase query text (match the vectors' casing).")] = False,
+    overwrite: Overwrite = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Convert pretrained vectors into the native store: normalised, memory-mapped, instant to load."""
+    from ..artifacts import read_manifest
+    from ..text import Tokenizer
+    from ..vectors import FORMATS, convert_vectors
+
+    if format is not None and format not in FORMATS:
+        typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    settings = settings_for(models_dir)
+    with user_errors():
+        path = convert_vectors(source, settings.models_dir, name, fmt=format, limit=limit, ann=ann,  # type: ignore[arg-type]
+                               tokenizer=Tokenizer(lowercase=lowercase, keep_punct=True), overwrite=overwrite)
+    echo_json({"model": str(path), "metrics": read_manifest(path).metrics})
+
+
+@app.command("import-marian")
+def import_marian(
+    source: Annotated[str, typer.Argument(help="A save_pretrained folder, or a hub name with internet "
+                                               "(e.g. Helsinki-NLP/opus-mt-es-en).")],
+    name: Name,
+    source_lang: Annotated[str, typer.Option("--source", help="Source language code.")] = "es",
+    target_lang: Annotated[str, typer.Option("--target", help="Target language code.")] = "en",
+    overwrite: Overwrite = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Save a pretrained Marian translation model (transformers) as a translator the service can load."""
+    from ..translate import import_marian as save
+
+    settings = settings_for(models_dir)
+    with user_errors():
+        path = save(source, settings.models_dir, name, source_lang=source_lang, target_lang=target_lang,
+                    overwrite=overwrite)
+    typer.echo(f"saved {path}")
+
+
+@app.command("import-generator")
+def import_generator(
+    source: Annotated[str, typer.Argument(help="A save_pretrained folder, or a hub name with internet "
+                                               "(gpt2, DeepESP/gpt2-spanish, ...).")],
+    name: Name,
+    overwrite: Overwrite = False,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Save a pretrained GPT-2-family model (transformers) as a generator the service can load."""
+    from ..generate import import_generator as save
+
+    settings = settings_for(models_dir)
+    with user_errors():
+        path = save(source, settings.models_dir, name, overwrite=overwrite)
+    typer.echo(f"saved {path}")

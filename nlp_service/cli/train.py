@@ -1,0 +1,27 @@
+"""``nlp-service train <command>``: one command per training command of the registry, its options derived
+from the trainer's option groups (``--config`` reads them from a file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..registry import get_trainer, trainer_commands
+from ..training import Trainer
+from ._app import echo_json, settings_for, train_app, user_errors
+from ._options import derived_command
+
+
+def _add(trainer: Trainer) -> None:
+    def body(options: list[Any], models_dir: Path | None) -> None:
+        settings = settings_for(models_dir)
+        with user_errors():
+            path, metrics = trainer.train(*options, settings=settings)
+        echo_json({"model": str(path), **trainer.report(metrics)})
+
+    derived_command(train_app, trainer.command, groups=trainer.groups, body=body, help=trainer.summary,
+                    read_config=trainer.read_config)
+
+
+for _command in trainer_commands():
+    _add(get_trainer(_command))

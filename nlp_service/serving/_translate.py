@@ -1,0 +1,50 @@
+"""Translation requests: which translator (by name, or by languages), the limits, the micro-batcher."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidInput, NotFound, Unavailable
+from ..translate import DecodeOptions, TranslationRequest
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..translate import TranslatorModel
+    from ._limits import Limits
+    from ._manager import ModelManager
+
+
+class Translation:
+    def __init__(self, models: ModelManager, limits: Limits, settings: Settings) -> None:
+        self.models, self.limits, self.settings = models, limits, settings
+
+    def model(self, name: str | None = None, source: str | None = None, target: str | None = None) -> TranslatorModel:
+        """The named translator (which must translate ``source``/``target`` when given), else one that
+        translates them: the default translator if it does, else the first loaded."""
+        if name is not None:
+            model: TranslatorModel = self.models.get("translator", name)
+            for side, want, have in (("source", source, model.source_lang), ("target", target, model.target_lang)):
+                if want is not None and want != have:
+                    raise InvalidInput(f"model {model.name!r} translates {model.source_lang}->{model.target_lang}, "
+                                       f"not {side} {want!r}", code="language_mismatch", model=model.name,
+                                       source=model.source_lang, target=model.target_lang)
+            return model
+        translators: dict[str, TranslatorModel] = self.models.of_kind("translator")  # type: ignore[assignment]
+        if not translators:
+            raise Unavailable("no translator model is loaded", failed=self.models.failed)
+        matching = [m for m in translators.values()
+                    if source in (None, m.source_lang) and target in (None, m.target_lang)]
+        if not matching:
+            pairs = sorted({f"{m.source_lang}->{m.target_lang}" for m in translators.values()})
+            raise NotFound(f"no translator for {source or '*'}->{target or '*'}; available: {', '.join(pairs)}",
+                           code="no_translator_for_languages", source=source, target=target, available=pairs)
+        preferred = self.settings.default_translator_model
+        return next((m for m in matching if m.name == preferred), matching[0])
+
+    async def translate(self, model: TranslatorModel, texts: Sequence[str], options: DecodeOptions) -> list[str]:
+        """Translations in order, decoded in batches shared with concurrent requests."""
+        self.limits.texts(texts)
+        self.limits.beam_size(options.beam_size)
+        model.check_lengths(texts)
+        return await self.models.batcher(model.name).submit([TranslationRequest(t, options) for t in texts])

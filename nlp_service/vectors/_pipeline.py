@@ -1,0 +1,103 @@
+"""Vectors models, end to end: word2vec from raw text (tokens, cached -> phrases -> gensim -> evaluation
+-> model folder), and pretrained vectors converted into the native store."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import get_settings
+from ..data import DataError
+from ..options import CONFIG_FILE, check
+from ..text import Tokenizer
+from ..training import Trainer
+from ._convert import ConversionError, VectorFormat, read_vectors
+from ._model import VectorsModel, vectors_manifest
+from ._params import Word2VecParams, Word2VecRun
+from ._store import VectorStore
+from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_word2vec
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+def build_word2vec(run: Word2VecRun, params: Word2VecParams | None = None, tokenizer: Tokenizer | None = None, *,
+                   settings: Settings | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Train word2vec on ``run.corpus`` and save it (with an HNSW index unless ``run.ann`` is false).
+
+    The corpus is tokenized once into ``settings.cache_dir``; later runs on the same files and
+    tokenizer reuse it.
+    """
+    params = params or Word2VecParams()
+    tokenizer = tokenizer or Tokenizer()
+    check(run)
+    params.validate()
+    check(tokenizer)
+    settings = settings or get_settings()
+    for f in (run.eval_similarity, run.eval_analogy):
+        if f is not None and not Path(f).is_file():
+            raise DataError(f"no such evaluation file: {f}")
+    start = time.perf_counter()
+    corpus = [Path(c) for c in run.corpus]
+    tokenized, tok_stats = tokenize_corpus(corpus, tokenizer, settings.cache_dir, column=run.column,
+                                           workers=params.workers, progress=progress)
+    phrases = None
+    if params.phrases:
+        tokenized, phrases = learn_phrases(tokenized, params, progress=progress)
+    model, train_stats = train_word2vec(tokenized, params, progress=progress)
+    metrics: dict[str, Any] = {"tokenize": tok_stats, "train": train_stats}
+    metrics.update(evaluate_keyed_vectors(model.wv, similarity_file=run.eval_similarity,
+                                          analogy_file=run.eval_analogy))
+    store = VectorStore.from_keyed_vectors(model.wv)
+    metrics["pipeline_seconds"] = round(time.perf_counter() - start, 2)
+    if run.ann and len(store) > 1:
+        metrics["ann"] = store.build_ann(progress=progress)
+    data = {
+        "source": "word2vec",
+        "corpus": [{"path": str(c), "name": c.name, "size": c.stat().st_size} for c in corpus],
+        "column": run.column,
+        "sentences": tok_stats["sentences"],
+        "tokens": tok_stats["words"],
+        "phrases": len(phrases.phrasegrams) if phrases else 0,
+    }
+    manifest = vectors_manifest(run.name, params={"word2vec": dataclasses.asdict(params)}, data=data, metrics=metrics)
+    path = VectorsModel(run.name, manifest, store, tokenizer, phrases).save(
+        settings.models_dir, overwrite=run.overwrite, exports=run.export or (), keyed_vectors=model.wv,
+        extra_files={CONFIG_FILE: WORD2VEC_TRAINER.config(run, params, tokenizer).encode()})
+    return path, metrics
+
+
+def convert_vectors(
+    source: Path,
+    models_dir: Path,
+    name: str,
+    *,
+    fmt: VectorFormat | None = None,
+    limit: int | None = None,
+    ann: bool = True,
+    tokenizer: Tokenizer | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Read a pretrained vectors file and write it as a native model (atomic), with an HNSW index
+    and its measured recall unless ``ann`` is false."""
+    start = time.perf_counter()
+    store = read_vectors(Path(source), fmt, limit=limit, progress=progress)
+    if len(store) == 0:
+        raise ConversionError(f"{source}: holds no vectors")
+    metrics: dict[str, Any] = {"read_seconds": round(time.perf_counter() - start, 2)}
+    if ann and len(store) > 1:
+        metrics["ann"] = store.build_ann(progress=progress)
+    # cc.es.300 keeps case and accents, and its tokens follow its own tokenizer: keep case by default.
+    tokenizer = tokenizer or Tokenizer(lowercase=False, keep_punct=True)
+    data = {"source": str(source), "source_name": Path(source).name, "source_size": Path(source).stat().st_size}
+    manifest = vectors_manifest(name, params={"limit": limit, "format": fmt or "auto"}, data=data, metrics=metrics)
+    return VectorsModel(name, manifest, store, tokenizer).save(models_dir, overwrite=overwrite)
+
+
+WORD2VEC_TRAINER = Trainer(
+    command="word2vec", kind="vectors",
+    summary="Train word2vec (CBOW or skip-gram) from raw text and save it as a vectors model.",
+    groups=(Word2VecRun, Word2VecParams, Tokenizer), train=build_word2vec, report=lambda m: {"metrics": m})

@@ -1,1 +1,0 @@
-"""Batch jobs that compose library calls: data -> train -> evaluate -> model artifact."""

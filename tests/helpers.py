@@ -1,0 +1,35 @@
+"""Helpers of the HTTP API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+W2V = "w2v-small"
+FT = "ft-lee"
+# Every model of the session's models folder (tests/conftest.py).
+ALL_MODELS = ["bow-small", FT, "rnn-small", "tr-small", W2V]
+
+
+def post(client: TestClient, path: str, body: Any) -> dict[str, Any]:
+    r = client.post(path, json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def assert_error(r: httpx.Response, status: int, code: str, *in_message: str) -> dict[str, Any]:
+    """The response is ``status`` with the JSON error shape, ``code``, and a message naming the problem."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"code", "message", "details"}, err
+    assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert isinstance(err["details"], dict), err
+    for part in in_message:
+        assert part in err["message"], (part, err["message"])
+    return err
