@@ -1,4 +1,5 @@
-"""Small PyTorch helpers shared by the neural model kinds: device choice, seeding, atomic checkpoints."""
+"""Small PyTorch helpers shared by the neural model kinds: device choice, parameter counts, seeding, atomic
+checkpoints."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def pick_device(preference: str = "auto") -> torch.device:
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Trainable and frozen parameters, a tensor shared between layers (tied embeddings) counted once."""
+    return int(sum(p.numel() for p in model.parameters()))  # parameters() yields each tensor once
 
 
 def seed_everything(seed: int) -> None:

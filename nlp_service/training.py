@@ -25,6 +25,8 @@ from .errors import InvalidInput
 if TYPE_CHECKING:
     import torch
 
+    from .config import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +73,19 @@ class Trainer:
             f"nlp-service train {self.command}: the options of this run. Repeat it with\n"
             f"  nlp-service train {self.command} --config params.toml\n"
             "(options given on the command line override these)."))
+
+
+def start_run(settings: Settings | None, *groups: Any) -> Settings:
+    """Check a run's option groups before any work is done (bounds and choices, and the rules a group's
+    own ``validate()`` adds) and return the settings it runs with (the environment's unless given)."""
+    from .config import get_settings
+
+    for group in groups:
+        opts.check(group)
+        own_rules = getattr(group, "validate", None)
+        if own_rules is not None:
+            own_rules()
+    return settings or get_settings()
 
 
 # Options that several training commands share, each declared once here.
@@ -240,4 +255,4 @@ def history_png(history: list[dict[str, Any]], title: str, panels: Sequence[Pane
     return buf.getvalue()
 
 
-__all__ = ["Panel", "Progress", "ResumableRun", "Trainer", "history_png", "run_folder"]
+__all__ = ["Panel", "Progress", "ResumableRun", "Trainer", "history_png", "run_folder", "start_run"]

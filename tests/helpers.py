@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,3 +34,12 @@ def assert_error(r: httpx.Response, status: int, code: str, *in_message: str) ->
     for part in in_message:
         assert part in err["message"], (part, err["message"])
     return err
+
+
+def chunked_neighbors_request(padding: int) -> Iterator[bytes]:
+    """A neighbours request sent in chunks, without a Content-Length: ``padding`` bytes of JSON whitespace
+    in 10,000-byte pieces between its fields (a body over the size limit only once it has streamed in)."""
+    yield b'{"word": "rey", "topn": 3'
+    for _ in range(padding // 10_000):
+        yield b" " * 10_000
+    yield b"}"

@@ -20,6 +20,8 @@ from fastapi.testclient import TestClient
 
 from nlp_service.config import Settings
 
+from .helpers import chunked_neighbors_request
+
 pytestmark = pytest.mark.slow
 
 HOST = "127.0.0.1"
@@ -193,13 +195,8 @@ def test_oversized_body_with_content_length_over_http(http: httpx.Client) -> Non
 
 
 def test_oversized_body_chunked_over_http(http: httpx.Client) -> None:
-    def chunks() -> Iterator[bytes]:
-        yield b'{"word": "rey"'
-        for _ in range(120):
-            yield b" " * 10_000
-        yield b"}"
-
-    r = http.post("/v1/neighbors", content=chunks(), headers={"content-type": "application/json"})
+    r = http.post("/v1/neighbors", content=chunked_neighbors_request(1_200_000),
+                  headers={"content-type": "application/json"})
     assert r.request.headers.get("transfer-encoding") == "chunked"
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "payload_too_large"

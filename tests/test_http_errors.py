@@ -5,7 +5,6 @@ that gives each family of domain errors its status. All answered with the one er
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from nlp_service.errors import (
     Unavailable,
 )
 
-from .helpers import W2V, assert_error
+from .helpers import W2V, assert_error, chunked_neighbors_request
 
 
 @pytest.mark.parametrize(
@@ -102,13 +101,8 @@ def test_oversized_body_with_content_length(client: TestClient) -> None:
 
 def test_oversized_body_streamed_chunked(client: TestClient) -> None:
     """No Content-Length: the limit is enforced while the body streams in."""
-    def chunks() -> Iterator[bytes]:
-        yield b'{"word": "rey", "topn": 3'
-        for _ in range(15):
-            yield b" " * 10_000
-        yield b"}"
-
-    r = client.post("/v1/neighbors", content=chunks(), headers={"content-type": "application/json"})
+    r = client.post("/v1/neighbors", content=chunked_neighbors_request(150_000),
+                    headers={"content-type": "application/json"})
     assert "content-length" not in r.request.headers
     assert r.request.headers["transfer-encoding"] == "chunked"
     err = assert_error(r, 413, "payload_too_large", "100000 bytes")
@@ -116,11 +110,8 @@ def test_oversized_body_streamed_chunked(client: TestClient) -> None:
 
 
 def test_small_chunked_body_is_accepted(client: TestClient) -> None:
-    def chunks() -> Iterator[bytes]:
-        yield b'{"word": "rey",'
-        yield b' "topn": 3}'
-
-    r = client.post("/v1/neighbors", content=chunks(), headers={"content-type": "application/json"})
+    r = client.post("/v1/neighbors", content=chunked_neighbors_request(50_000),
+                    headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text
     assert len(r.json()["neighbors"]) == 3
 

@@ -1,8 +1,9 @@
-"""What routes receive through ``Depends``: the service's parts, found on the application."""
+"""What routes receive through ``Depends``: the parts of the service the application holds."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -14,41 +15,21 @@ def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
+def _part(name: str) -> Callable[[Request], Any]:
+    """A dependency giving ``service.<name>``."""
+
+    def part(request: Request) -> Any:
+        return getattr(get_service(request), name)
+
+    part.__name__ = f"get_{name}"
+    return part
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-def get_settings(service: ServiceDep) -> Settings:
-    return service.settings
-
-
-def get_models(service: ServiceDep) -> ModelManager:
-    return service.models
-
-
-def get_limits(service: ServiceDep) -> Limits:
-    return service.limits
-
-
-def get_vectors(service: ServiceDep) -> VectorQueries:
-    return service.vectors
-
-
-def get_classification(service: ServiceDep) -> Classification:
-    return service.classification
-
-
-def get_translation(service: ServiceDep) -> Translation:
-    return service.translation
-
-
-def get_generation(service: ServiceDep) -> Generations:
-    return service.generation
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ModelsDep = Annotated[ModelManager, Depends(get_models)]
-LimitsDep = Annotated[Limits, Depends(get_limits)]
-VectorsDep = Annotated[VectorQueries, Depends(get_vectors)]
-ClassificationDep = Annotated[Classification, Depends(get_classification)]
-TranslationDep = Annotated[Translation, Depends(get_translation)]
-GenerationDep = Annotated[Generations, Depends(get_generation)]
+SettingsDep = Annotated[Settings, Depends(_part("settings"))]
+ModelsDep = Annotated[ModelManager, Depends(_part("models"))]
+LimitsDep = Annotated[Limits, Depends(_part("limits"))]
+VectorsDep = Annotated[VectorQueries, Depends(_part("vectors"))]
+ClassificationDep = Annotated[Classification, Depends(_part("classification"))]
+TranslationDep = Annotated[Translation, Depends(_part("translation"))]
+GenerationDep = Annotated[Generations, Depends(_part("generation"))]

@@ -12,8 +12,7 @@ from ._model import KIND, ClassifierModel, Prediction, tokenizer_for_classificat
 from ._params import BowParams, BowRun, LabeledRun, RecurrentRun, RNNParams
 from ._pipeline import BOW_TRAINER, RECURRENT_TRAINER, cross_validate, evaluate, train_bow, train_recurrent
 
-_TORCH = ("RecurrentClassifier", "RecurrentRuntime", "Vocabulary", "count_parameters", "initial_embeddings",
-          "predict_proba", "train_rnn")
+_TORCH = ("RecurrentClassifier", "RecurrentRuntime", "Vocabulary", "initial_embeddings", "predict_proba", "train_rnn")
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_TORCH, "._rnn"))
 
 __all__ = [
@@ -33,7 +32,6 @@ __all__ = [
     "RecurrentRuntime",
     "Vocabulary",
     "classification_metrics",
-    "count_parameters",
     "cross_validate",
     "evaluate",
     "initial_embeddings",

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..artifacts import json_bytes
-from ..config import get_settings
-from ..options import CONFIG_FILE, check
-from ..training import Trainer, history_png, run_folder
+from ..options import CONFIG_FILE
+from ..training import Trainer, history_png, run_folder, start_run
 from ._baseline import BowClassifier
 from ._data import LabeledData, read_labeled, split_record, stratified_folds, stratified_split
 from ._metrics import classification_metrics
@@ -43,9 +42,7 @@ def train_bow(run: BowRun, params: BowParams | None = None, *, settings: Setting
               progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Fit an n-gram baseline on train+validation, report test metrics (and k-fold CV if asked), save."""
     params = params or BowParams()
-    check(run)
-    params.validate()
-    settings = settings or get_settings()
+    settings = start_run(settings, run, params)
     tokenizer = tokenizer_for_classification(run.language)
     data, split, record = _load_and_split(run, run.seed)
     fit_rows = split["train"] + split["validation"]  # a baseline has no early stopping: use both
@@ -113,12 +110,11 @@ def train_recurrent(run: RecurrentRun, params: RNNParams | None = None, *, setti
     """Train an RNN/LSTM/GRU classifier with early stopping on validation macro-F1; test it on the
     held-out split; save it. Every epoch is checkpointed under the cache folder, and the same run
     interrupted and started again continues from its last completed epoch."""
-    from ._rnn import RecurrentRuntime, Vocabulary, count_parameters, initial_embeddings, predict_proba, train_rnn
+    from ..torch_utils import count_parameters
+    from ._rnn import RecurrentRuntime, Vocabulary, initial_embeddings, predict_proba, train_rnn
 
     params = dataclasses.replace(params or RNNParams())  # a copy: --vectors sets its embedding size
-    check(run)
-    params.validate()
-    settings = settings or get_settings()
+    settings = start_run(settings, run, params)
     tokenizer = tokenizer_for_classification(run.language)
     data, split, record = _load_and_split(run, run.split_seed)
     tokens = list(tokenizer.tokenize_many(data.texts))

@@ -9,7 +9,6 @@ vocabulary; loading uses ``torch.load(weights_only=True)``: no arbitrary unpickl
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -251,6 +250,3 @@ class RecurrentRuntime:
         model.to(pick_device(device)).eval()
         return cls(model, vocab, params, tokenizer)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return int(sum(math.prod(p.shape) for p in model.parameters()))

@@ -3,6 +3,7 @@ vectors into the native store), ``import-marian`` and ``import-generator`` (tran
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -33,10 +34,8 @@ def fetch_cc_es(
     """Download the official Spanish fastText vectors (cc.es.300) with resume and size check."""
     from ..vectors import fetch_cc_es as fetch
 
-    settings = settings_for()
-    with user_errors():
-        path = fetch(dest or settings.cache_dir / "downloads", format.value, url=url, timeout=timeout)
-    typer.echo(f"downloaded {path}\nnext: nlp-service convert {path} --name cc-es --limit 200000")
+    _download(lambda folder: fetch(folder, format.value, url=url, timeout=timeout), dest,
+              "nlp-service convert {path} --name cc-es --limit 200000")
 
 
 @fetch_app.command("tatoeba")
@@ -49,10 +48,16 @@ def fetch_tatoeba(
     """Download the Tatoeba sentence pairs (manythings.org Anki export, e.g. spa-eng.zip) for `train translator`."""
     from ..translate import fetch_tatoeba as fetch
 
+    _download(lambda folder: fetch(folder, lang, url=url, timeout=timeout), dest,
+              "nlp-service train translator {path} --source es --target en")
+
+
+def _download(fetch: Callable[[Path], Path], dest: Path | None, next_step: str) -> None:
+    """Run ``fetch(folder)`` (into NLP_CACHE_DIR/downloads unless ``dest``) and say what to do next."""
     settings = settings_for()
     with user_errors():
-        path = fetch(dest or settings.cache_dir / "downloads", lang, url=url, timeout=timeout)
-    typer.echo(f"downloaded {path}\nnext: nlp-service train translator {path} --source es --target en")
+        path = fetch(dest or settings.cache_dir / "downloads")
+    typer.echo(f"downloaded {path}\nnext: {next_step.format(path=path)}")
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, json_bytes, open_model_dir, write_manifest
+from ..torch_utils import count_parameters
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -104,7 +105,7 @@ class GeneratorModel:
         return {"name": self.name, "kind": self.kind, "created_at": m.created_at, "device": str(self.device),
                 "dtype": str(self.dtype).removeprefix("torch."), "architecture": cfg.model_type,
                 "layers": cfg.n_layer, "heads": cfg.n_head, "embedding": cfg.n_embd, "positions": cfg.n_positions,
-                "vocabulary": cfg.vocab_size, "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "vocabulary": cfg.vocab_size, "parameters": count_parameters(self.model),
                 "test_metrics": m.metrics.get("test"), "source": m.data.get("init") or m.data.get("source")}
 
 

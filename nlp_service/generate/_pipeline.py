@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import json_bytes
-from ..config import get_settings
 from ..data import SPANISH_CORPUS, DataError, iter_corpus
-from ..options import CONFIG_FILE, check
-from ..training import Trainer, history_png, run_folder
+from ..options import CONFIG_FILE
+from ..training import Trainer, history_png, run_folder, start_run
 from ._params import GPT2Run, GPT2TrainParams, SamplingParams
 
 if TYPE_CHECKING:
@@ -33,13 +32,12 @@ def build_gpt2(run: GPT2Run, params: GPT2TrainParams | None = None, *, settings:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from ..torch_utils import count_parameters
     from ._model import GeneratorModel, generator_manifest, load_pretrained
     from ._train import pack, perplexity, train_byte_bpe, train_gpt2
 
     params = dataclasses.replace(params or GPT2TrainParams())  # a copy: fine-tuning caps its block size
-    check(run)
-    params.validate()
-    settings = settings or get_settings()
+    settings = start_run(settings, run, params)
     name = run.name or settings.default_generator_model
     paths = [Path(p) for p in run.corpus or SPANISH_CORPUS]
     texts = list(iter_corpus(paths, run.column))
@@ -75,7 +73,7 @@ def build_gpt2(run: GPT2Run, params: GPT2TrainParams | None = None, *, settings:
                  "texts": len(val_texts)},
         "train_tokens": int(train_blocks[:, 1:].numel()), "steps": result.steps, "stopped": result.stopped,
         "train_seconds": result.seconds, "resumed_from_step": result.resumed_from_step, "device": result.device,
-        "parameters": int(sum(p.numel() for p in result.model.parameters())), "vocabulary": len(tokenizer),
+        "parameters": count_parameters(result.model), "vocabulary": len(tokenizer),
         "samples": samples, "history": result.history,
     }
     files = {"metrics.json": json_bytes(metrics),

@@ -10,7 +10,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +133,7 @@ class GenerationWorker:
 
     # -- streaming --------------------------------------------------------------------------------
 
-    async def stream(self, prompt_ids: Sequence[int], params: SamplingParams) -> AsyncIterator[Piece]:
+    async def stream(self, prompt_ids: Sequence[int], params: SamplingParams) -> AsyncGenerator[Piece, None]:
         """Pieces of text as they are generated; the last one carries the finish reason. Closing the
         iterator early (a client that went away) frees the request's slot at the next step."""
         self.check(prompt_ids, params.max_new_tokens)
@@ -295,7 +295,7 @@ class Generation:
     prompt_tokens: int
     seed: int | None  # the sampling seed in use (None for greedy decoding)
     first: Piece
-    _rest: AsyncIterator[Piece]
+    _rest: AsyncGenerator[Piece, None]
 
     async def pieces(self) -> AsyncIterator[Piece]:
         """Every piece, the first included; the last one carries the finish reason."""
@@ -304,7 +304,7 @@ class Generation:
             yield piece
 
     async def aclose(self) -> None:
-        await self._rest.aclose()  # type: ignore[attr-defined]  # an async generator
+        await self._rest.aclose()
 
 
 class Generations:

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts import list_models
 from ..errors import ModelNotFound, Unavailable
+from ..generate import GeneratorModel
 from ..registry import BatchPredictor, Model, get_kind
 from ._batching import MicroBatcher
+from ._generation import GenerationWorker
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ._generation import GenerationWorker
 
 log = logging.getLogger("nlp_service.serving")
 
@@ -48,10 +49,8 @@ class ModelManager:
             path, manifest = found[name]
             try:
                 model = get_kind(manifest.kind).load(path, manifest, self.settings)
-                if manifest.kind == "generator":
-                    from ._generation import GenerationWorker
-
-                    self._generation[name] = GenerationWorker.for_model(model, self.settings)  # type: ignore[arg-type]
+                if isinstance(model, GeneratorModel):  # its engine thread starts now, not on the first request
+                    self._generation[name] = GenerationWorker.for_model(model, self.settings)
                 self.models[name] = model
                 log.info("loaded %s model %s", manifest.kind, name)
             except Exception as exc:  # a broken folder must not take the service down

@@ -9,7 +9,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..vectors import Neighbor, VectorsModel
+    from ..vectors import Neighbor, Source, VectorsModel
     from ._limits import Limits
     from ._manager import ModelManager
 
@@ -41,7 +41,7 @@ class VectorQueries:
         return model.analogy(a, b, c, topn=topn, method=method)
 
     def word_vectors(self, model: VectorsModel, words: Sequence[str], *, normalized: bool
-                     ) -> list[tuple[np.ndarray, str]]:
+                     ) -> list[tuple[np.ndarray, Source]]:
         self.limits.words(len(words))
         return model.word_vectors(words, normalized=normalized)
 

@@ -21,7 +21,7 @@ from ._params import DecodeOptions, LengthFilter, Seq2SeqParams, TranslatorRun
 from ._pipeline import TRANSLATOR_TRAINER, build_translator, read_test_split
 
 __getattr__ = lazy_attributes(__name__, {
-    **dict.fromkeys(("Hypothesis", "Seq2Seq", "beam_search", "count_parameters", "decode_many", "greedy_decode",
+    **dict.fromkeys(("Hypothesis", "Seq2Seq", "beam_search", "decode_many", "greedy_decode",
                      "score_sequences"), "._seq2seq"),
     **dict.fromkeys(("TrainResult", "token_batches", "train_seq2seq"), "._train"),
     "Subwords": "._subwords",
@@ -47,7 +47,6 @@ __all__ = [
     "TranslatorRun",
     "beam_search",
     "build_translator",
-    "count_parameters",
     "decode_many",
     "fetch_tatoeba",
     "greedy_decode",

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import json_bytes
-from ..config import get_settings
 from ..data import PARALLEL_ES_EN
-from ..options import CONFIG_FILE, check
-from ..training import Trainer, history_png, run_folder
+from ..options import CONFIG_FILE
+from ..training import Trainer, history_png, run_folder, start_run
 from ._data import read_parallel, split_pairs
 from ._metrics import translation_metrics
 from ._model import Seq2SeqRuntime, TranslatorModel, translator_manifest
@@ -36,16 +35,14 @@ def build_translator(run: TranslatorRun, params: Seq2SeqParams | None = None, le
     Each epoch is checkpointed under the cache folder; running the same command again after an
     interruption continues from the last completed epoch.
     """
-    from ._seq2seq import count_parameters, decode_many
+    from ..torch_utils import count_parameters
+    from ._seq2seq import decode_many
     from ._subwords import Subwords
     from ._train import train_seq2seq
 
     params = params or Seq2SeqParams()
     length = length or LengthFilter()
-    check(run)
-    params.validate()
-    check(length)
-    settings = settings or get_settings()
+    settings = start_run(settings, run, params, length)
     if run.source == run.target:
         raise ValueError("source and target languages must differ")
     name = run.model_name

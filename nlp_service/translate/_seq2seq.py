@@ -9,7 +9,6 @@ faster on a CPU than stepping an LSTM cell in Python. The score is Luong's ``gen
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -256,9 +255,6 @@ def score_sequences(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, ta
         scores.append(total)
     return scores
 
-
-def count_parameters(model: nn.Module) -> int:
-    return int(sum(math.prod(p.shape) for p in {id(p): p for p in model.parameters()}.values()))
 
 
 def collate(seqs: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

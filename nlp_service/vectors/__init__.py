@@ -7,7 +7,7 @@ from ._fetch import CC_ES, fetch_cc_es
 from ._model import KIND, VectorsModel
 from ._params import EXPORT_FORMATS, Word2VecParams, Word2VecRun
 from ._pipeline import WORD2VEC_TRAINER, build_word2vec, convert_vectors
-from ._store import Neighbor, NoAnnIndex, VectorStore, WordNotFound
+from ._store import Neighbor, NoAnnIndex, Source, VectorStore, WordNotFound
 from ._subword import SubwordVectors, fasttext_hash, ngram_bytes
 from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_word2vec
 
@@ -21,6 +21,7 @@ __all__ = [
     "HnswIndex",
     "Neighbor",
     "NoAnnIndex",
+    "Source",
     "SubwordVectors",
     "VectorStore",
     "VectorsModel",

@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import get_settings
 from ..data import DataError
-from ..options import CONFIG_FILE, check
+from ..options import CONFIG_FILE
 from ..text import Tokenizer
-from ..training import Trainer
+from ..training import Trainer, start_run
 from ._convert import ConversionError, VectorFormat, read_vectors
 from ._model import VectorsModel, vectors_manifest
 from ._params import Word2VecParams, Word2VecRun
@@ -32,10 +31,7 @@ def build_word2vec(run: Word2VecRun, params: Word2VecParams | None = None, token
     """
     params = params or Word2VecParams()
     tokenizer = tokenizer or Tokenizer()
-    check(run)
-    params.validate()
-    check(tokenizer)
-    settings = settings or get_settings()
+    settings = start_run(settings, run, params, tokenizer)
     for f in (run.eval_similarity, run.eval_analogy):
         if f is not None and not Path(f).is_file():
             raise DataError(f"no such evaluation file: {f}")

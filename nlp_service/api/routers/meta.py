@@ -40,8 +40,8 @@ def info(models: ModelsDep, limits: LimitsDep, settings: SettingsDep) -> dict[st
 
 
 @router.get("/v1/models", summary="Loaded models with their parameters and metrics")
-def list_models(models: ModelsDep) -> dict[str, Any]:
-    return models.describe()
+def models(manager: ModelsDep) -> dict[str, Any]:  # the name is the OpenAPI operation id: models_v1_models_get
+    return manager.describe()
 
 
 @router.get("/v1/models/{name}", summary="One model's description")

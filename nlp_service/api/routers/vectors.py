@@ -60,7 +60,7 @@ def word_vectors(body: WordVectorsRequest, vectors: VectorsDep) -> WordVectorsRe
     model = vectors.model(body.model)
     found = vectors.word_vectors(model, body.words, normalized=body.normalize)
     return WordVectorsResponse(model=model.name, dimensions=model.store.dim, vectors=[
-        WordVector(word=word, source=source, vector=vec.tolist())  # type: ignore[arg-type]
+        WordVector(word=word, source=source, vector=vec.tolist())
         for word, (vec, source) in zip(body.words, found, strict=True)])
 
 
