@@ -43,9 +43,9 @@ class LimitExceeded(InvalidInput):
     code = "limit_exceeded"
 
     def __init__(self, message: str, *, limit: int, got: int, setting: str | None = None,
-                 index: int | None = None) -> None:
+                 index: int | None = None, **extra: Any) -> None:
         where = {k: v for k, v in (("setting", setting), ("index", index)) if v is not None}
-        super().__init__(message, limit=limit, got=got, **where)
+        super().__init__(message, limit=limit, got=got, **where, **extra)
         self.limit, self.got, self.setting, self.index = limit, got, setting, index
 
 

@@ -42,24 +42,24 @@ class _Meta:
     above: float | None
     below: float | None
     argument: bool
-    cli: bool
     saved: bool
     default_help: str | None
 
 
 def option(default: Any = MISSING, help: str = "", *, default_factory: Callable[[], Any] | Any = MISSING,
            flag: str | None = None, min: float | None = None, max: float | None = None,
-           above: float | None = None, below: float | None = None, argument: bool = False, cli: bool = True,
-           saved: bool = True, default_help: str | None = None) -> Any:
+           above: float | None = None, below: float | None = None, argument: bool = False, saved: bool = True,
+           default_help: str | None = None) -> Any:
     """A dataclass field that is also an option.
 
     ``min``/``max`` are inclusive bounds, ``above``/``below`` exclusive ones. ``flag`` names the
     command-line option when it is not ``--field-name``; ``argument`` makes it positional;
-    ``cli=False`` keeps it off the command line (config files still set it); ``saved=False`` keeps it
-    out of the config file a run saves (it is about this invocation, not the model). ``default_help``
-    says what an unset value (``None`` or a computed default) means, e.g. "all cores".
+    ``saved=False`` keeps it out of the config file a run saves (it is about this invocation, not the
+    model). ``default_help`` says what an unset value (``None`` or a computed default) means, e.g.
+    "all cores". An option that may be ``None`` has ``None`` as its default, so a config file that
+    leaves it out (TOML has no null) means the same thing.
     """
-    meta = _Meta(help, flag, min, max, above, below, argument, cli, saved, default_help)
+    meta = _Meta(help, flag, min, max, above, below, argument, saved, default_help)
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={_KEY: meta})
     return dataclasses.field(default=default, metadata={_KEY: meta})
@@ -135,7 +135,11 @@ def specs(cls: type) -> tuple[OptionSpec, ...]:
             default = None
         else:
             default = MISSING
-        out.append(OptionSpec(f.name, hints[f.name], default, meta))
+        spec = OptionSpec(f.name, hints[f.name], default, meta)
+        if spec.optional and default not in (None, MISSING):
+            raise TypeError(f"{cls.__name__}.{f.name}: an option that may be None must default to None "
+                            "(a config file cannot say None: leaving the option out must mean it)")
+        out.append(spec)
     return tuple(out)
 
 
@@ -156,6 +160,24 @@ def check(obj: Any) -> None:
         values = value if spec.is_sequence else [value]
         for item in values:
             _check_one(spec, item)
+
+
+def check_groups(*groups: Any) -> None:
+    """:func:`check` each option group, then the rules its own ``validate()`` adds (cross-field ones)."""
+    for group in groups:
+        check(group)
+        own_rules = getattr(group, "validate", None)
+        if own_rules is not None:
+            own_rules()
+
+
+def bounds(cls: type, name: str) -> dict[str, float]:
+    """Option ``name``'s bounds in pydantic's words (``ge``, ``le``, ``gt``, ``lt``), for surfaces that
+    validate it themselves, such as an HTTP schema."""
+    spec = next(s for s in specs(cls) if s.name == name)
+    cast = float if spec.base is float else int
+    out = {"ge": spec.meta.min, "le": spec.meta.max, "gt": spec.meta.above, "lt": spec.meta.below}
+    return {k: cast(v) for k, v in out.items() if v is not None}
 
 
 def _check_one(spec: OptionSpec, value: Any) -> None:
@@ -317,5 +339,5 @@ def dump_config(command: str, options: Mapping[str, Any], *, comment: str = "") 
     return header + tomli_w.dumps(body)
 
 
-__all__ = ["CONFIG_FILE", "MissingOption", "OptionSpec", "build", "check", "convert_values", "default_of",
-           "dump_config", "fingerprint", "option", "read_config", "specs", "split", "values"]
+__all__ = ["CONFIG_FILE", "MissingOption", "OptionSpec", "bounds", "build", "check", "check_groups", "convert_values",
+           "default_of", "dump_config", "fingerprint", "option", "read_config", "specs", "split", "values"]

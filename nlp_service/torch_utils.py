@@ -40,14 +40,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, device: torch.device, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler) -> dict[str, Any]:
-    """Restore model, optimizer, scaler and the global torch RNG from a checkpoint written by
-    :func:`save_checkpoint` (``weights_only``: nothing is unpickled); returns the whole state for the
-    loop's own entries (epoch, history, best weights...)."""
-    state = torch.load(path, map_location=device, weights_only=True)
+def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint` (``weights_only``: nothing is unpickled)."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def restore_training_state(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                           scaler: torch.amp.GradScaler) -> None:
+    """Put a checkpoint's model, optimizer, gradient scaler and global torch RNG back in place."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"])  # dropout masks continue as in an uninterrupted run
-    return state

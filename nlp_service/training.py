@@ -71,7 +71,7 @@ class Trainer:
             merged.update(opts.values(group, saved_only=True))
         return opts.dump_config(self.command, merged, comment=(
             f"nlp-service train {self.command}: the options of this run. Repeat it with\n"
-            f"  nlp-service train {self.command} --config params.toml\n"
+            f"  nlp-service train {self.command} --config <this file>\n"
             "(options given on the command line override these)."))
 
 
@@ -80,11 +80,7 @@ def start_run(settings: Settings | None, *groups: Any) -> Settings:
     own ``validate()`` adds) and return the settings it runs with (the environment's unless given)."""
     from .config import get_settings
 
-    for group in groups:
-        opts.check(group)
-        own_rules = getattr(group, "validate", None)
-        if own_rules is not None:
-            own_rules()
+    opts.check_groups(*groups)
     return settings or get_settings()
 
 
@@ -95,8 +91,11 @@ def name_option(default: Any = MISSING, default_help: str | None = None) -> Any:
     return opts.option(default, "Model name (folder under the models dir).", default_help=default_help)
 
 
+OVERWRITE_HELP = "Replace an existing model of that name."
+
+
 def overwrite_option() -> Any:
-    return opts.option(False, "Replace an existing model of that name.", saved=False)
+    return opts.option(False, OVERWRITE_HELP, saved=False)
 
 
 def device_option() -> Any:
@@ -108,7 +107,7 @@ def clip_norm_option() -> Any:
 
 
 def max_minutes_option() -> Any:
-    return opts.option(None, "Stop training after this many minutes (the best weights so far are kept).", above=0)
+    return opts.option(None, "Stop training after this many minutes.", above=0)
 
 
 # ---- resumable runs ---------------------------------------------------------------------------------
@@ -162,14 +161,15 @@ class ResumableRun:
         return self.folder / _CHECKPOINT if self.folder is not None else None
 
     def _restore(self) -> Progress:
-        from .torch_utils import load_checkpoint
+        from .torch_utils import read_checkpoint, restore_training_state
 
         if self.path is None or not self.path.is_file():
             return Progress()
-        state = load_checkpoint(self.path, self.device, self.model, self.optimizer, self.scaler)
-        if state.get("format") != _CHECKPOINT_FORMAT:
+        state = read_checkpoint(self.path, self.device)
+        if state.get("format") != _CHECKPOINT_FORMAT:  # checked before anything is put back in place
             log.warning("%s was written by another version: starting this run over", self.path)
             return Progress()
+        restore_training_state(state, self.model, self.optimizer, self.scaler)
         return Progress(done=int(state["done"]), seconds=float(state["seconds"]), history=json.loads(state["history"]),
                         best_score=state["best_score"], best_at=int(state["best_at"]),
                         best_weights=state["best_weights"], extra=json.loads(state["extra"]))
@@ -217,9 +217,10 @@ class ResumableRun:
             self.model.load_state_dict(self.progress.best_weights)
 
     def finish(self) -> None:
-        """The model is saved: the checkpoint is spent."""
+        """The model is saved: the checkpoint is spent (and no later call writes one again)."""
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 # ---- pictures -----------------------------------------------------------------------------------

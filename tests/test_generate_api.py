@@ -21,7 +21,7 @@ from nlp_service.api import create_app
 from nlp_service.config import Settings
 from nlp_service.data import SPANISH_CORPUS
 from nlp_service.generate import GeneratorModel, GPT2Engine, SamplingParams, save_generator, train_byte_bpe
-from nlp_service.serving import Detokenizer, GenerationWorker
+from nlp_service.serving import Detokenizer, GenerationWorker, first_stop
 
 from .test_e2e import run_server
 
@@ -225,6 +225,11 @@ def test_engine_runs_models_saved_by_the_pipeline(reference: GeneratorModel) -> 
     text = reference.tokenizer.decode([t for t in ours if t != eos], skip_special_tokens=True,
                                       clean_up_tokenization_spaces=False)
     assert text == _greedy_text(reference, "La vida", 8)
+
+
+def test_first_stop_finds_the_earliest_stop_and_ignores_empty_ones() -> None:
+    assert first_stop("uno. dos! tres.", ["!", "."]) == 3
+    assert first_stop("uno dos", ["", "tres"]) is None  # an empty stop sequence stops nothing
 
 
 def test_detokenizer_streams_exact_text_across_split_characters(reference: GeneratorModel) -> None:

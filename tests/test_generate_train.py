@@ -160,5 +160,8 @@ def test_cli_trains_imports_and_generates(proverbs: list[str], tmp_path: Path) -
     assert r.stdout.startswith("Más vale")
     r = runner.invoke(app, ["generate", "x", "--model", "missing", *common])
     assert r.exit_code == 1 and "error:" in r.stderr
+    # A value out of its bounds is a usage error, found before any model is loaded.
+    r = runner.invoke(app, ["generate", "x", "--model", "missing", "--sample", "--temperature", "0", *common])
+    assert r.exit_code == 2 and "temperature must be positive" in r.stderr
     r = runner.invoke(app, ["import-generator", str(tmp_path / "nothing"), "--name", "g3", *common])
     assert r.exit_code == 1 and "cannot load a causal language model" in r.stderr

@@ -116,6 +116,20 @@ def test_check_choices_of_the_library_params() -> None:
         Seq2SeqParams(hidden_size=33).validate()
 
 
+def test_an_option_that_may_be_none_defaults_to_none() -> None:
+    """Leaving an option out of a config file (TOML cannot say None) must mean the same as None."""
+
+    @dataclasses.dataclass
+    class Wrong:
+        cap: int | None = option(10, "A cap.")
+
+    with pytest.raises(TypeError, match="may be None must default to None"):
+        options.specs(Wrong)
+    for command in trainer_commands():  # and every shipped option group is declared so
+        for group in get_trainer(command).groups:
+            assert options.specs(group)
+
+
 def test_split_refuses_unknown_options() -> None:
     with pytest.raises(InvalidInput, match=r"unknown options 'colour', 'sise' \(known: .*size"):
         options.split([Example], {"sise": 1, "colour": 2, "command": "x"})
@@ -153,7 +167,7 @@ def test_a_run_dumped_and_read_back_is_the_same_run(tmp_path: Path) -> None:
     path = tmp_path / "params.toml"
     path.write_text(trainer.config(run, params), encoding="utf-8")
     text = path.read_text(encoding="utf-8")
-    assert "nlp-service train rnn --config params.toml" in text  # how to use it, in its header
+    assert "nlp-service train rnn --config <this file>" in text  # how to use it, in its header
     assert "overwrite" not in tomllib.loads(text)  # about that invocation, not the model
     back = trainer.options(trainer.read_config(path))
     assert back[1] == params

@@ -109,4 +109,4 @@ def test_model_by_name(client: TestClient, name: str) -> None:
 
 def test_model_by_name_unknown(client: TestClient) -> None:
     err = assert_error(client.get("/v1/models/no-such-model"), 404, "model_not_found", "'no-such-model'")
-    assert err["details"]["available"] == ALL_MODELS
+    assert err["details"] == {"available": ALL_MODELS, "load_error": None}

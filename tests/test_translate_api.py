@@ -60,6 +60,7 @@ def test_bad_input(client: TestClient) -> None:
     # Within the character limit but over the model's 60 subword pieces.
     err = assert_error(client.post(url, json={"texts": ["hola", "información " * 40]}), 422, "limit_exceeded")
     assert err["details"]["index"] == 1 and err["details"]["limit"] == 60
+    assert err["details"]["pieces"] == err["details"]["got"] > 60  # `pieces`: the name clients had
     assert "subword pieces" in err["message"]
     err = assert_error(client.post(url, json={"texts": ["hola"], "beam_size": 9}), 422, "limit_exceeded")
     assert err["details"]["setting"] == "NLP_MAX_BEAM_SIZE"
@@ -68,9 +69,9 @@ def test_bad_input(client: TestClient) -> None:
     assert_error(client.post(url, json={"texts": ["hola"], "length_penalty": -1}), 422, "validation_error")
     assert_error(client.post(url, json={"texts": ["hola"], "temperature": 1}), 422, "validation_error")
     err = assert_error(client.post(url, json={"texts": ["hola"], "source": "fr", "target": "de"}), 404,
-                 "no_translator_for_languages")
-    assert err["details"]["available"] == ["es->en"]
-    err = assert_error(client.post(url, json={"texts": ["hola"], "model": "tr-small", "target": "fr"}), 422,
+                       "no_translator_for_languages")
+    assert err["details"] == {"source": "fr", "target": "de", "available": ["es->en"]}
+    assert_error(client.post(url, json={"texts": ["hola"], "model": "tr-small", "target": "fr"}), 422,
                  "language_mismatch")
     assert_error(client.post(url, json={"texts": ["hola"], "model": "bow-small"}), 404, "model_not_found")
 

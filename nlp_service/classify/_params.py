@@ -59,7 +59,7 @@ class BowParams:
     ngram_max: int = option(2, "Largest n-gram (word 1-2 / 1-3; char e.g. 2-5).", min=1)
     classifier: ClassifierName = option("logreg", "logreg, linearsvc or nb.")
     min_df: int = option(1, "Drop n-grams seen in fewer documents.", min=1)
-    max_features: int | None = option(300_000, "Keep this many of the most frequent n-grams.", min=1)
+    max_features: int = option(300_000, "Keep this many of the most frequent n-grams.", min=1)
     C: float = option(1.0, "Inverse regularisation (logreg, linearsvc).", flag="--c", above=0)
     alpha: float = option(1.0, "Naive Bayes smoothing.", min=0)
 

@@ -13,6 +13,7 @@ import typer
 
 from ..config import Settings, get_settings
 from ..errors import NLPServiceError
+from ..training import OVERWRITE_HELP
 
 app = typer.Typer(
     name="nlp-service",
@@ -32,7 +33,7 @@ app.add_typer(fetch_app, name="fetch")
 ModelsDir = Annotated[
     Path | None, typer.Option("--models-dir", help="Models folder (default: NLP_MODELS_DIR or ./models).")
 ]
-Overwrite = Annotated[bool, typer.Option(help="Replace an existing model of that name.")]
+Overwrite = Annotated[bool, typer.Option(help=OVERWRITE_HELP)]
 
 
 def settings_for(models_dir: Path | None = None, **overrides: Any) -> Settings:

@@ -57,10 +57,11 @@ def _annotation(spec: opts.OptionSpec) -> Any:
 
 @contextmanager
 def _usage_errors() -> Iterator[None]:
-    """A required option left out is a usage error (exit code 2), as Click reports its own."""
+    """A required option left out, or a value out of its bounds, is a usage error (exit code 2), as Click
+    reports its own; found before any work starts."""
     try:
         yield
-    except opts.MissingOption as exc:
+    except ValueError as exc:  # InvalidInput included
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
 
@@ -78,8 +79,6 @@ def derived_command(group: typer.Typer, name: str, *, groups: Sequence[type], bo
     keys: set[str] = set()
     for cls in groups:
         for spec in opts.specs(cls):
-            if not spec.meta.cli:
-                continue
             if spec.key in keys:
                 raise TypeError(f"{name}: option {spec.key!r} is declared twice")
             keys.add(spec.key)
@@ -92,14 +91,16 @@ def derived_command(group: typer.Typer, name: str, *, groups: Sequence[type], bo
     def command(ctx: typer.Context, **kwargs: Any) -> None:
         models_dir = kwargs.pop("models_dir")
         config_file = kwargs.pop("config", None)
-        with user_errors(), _usage_errors():
-            values: dict[str, Any] = {}
-            if config_file is not None and read_config is not None:
+        values: dict[str, Any] = {}
+        if config_file is not None and read_config is not None:
+            with user_errors():
                 values.update(read_config(Path(config_file)))
-            # Given on the command line: over the config file. Left out: the file's value, else the default.
-            values.update({k: v for k, v in kwargs.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"})
+        # Given on the command line: over the config file. Left out: the file's value, else the default.
+        values.update({k: v for k, v in kwargs.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"})
+        with _usage_errors():
             parts = opts.split(groups, values)
             instances = [opts.build(cls, part) for cls, part in zip(groups, parts, strict=True)]
+            opts.check_groups(*instances)
         body(instances, models_dir)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

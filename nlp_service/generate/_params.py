@@ -44,6 +44,7 @@ class GPT2Run:
         default_help="the shipped Spanish corpus")
     name: str | None = name_option(None, default_help="NLP_DEFAULT_GENERATOR_MODEL")
     column: str | None = option(None, "Text column/field of CSV, TSV or JSONL files.")
+    # A folder or a hub name, so not a path option: a relative folder is taken from the working directory.
     init: str | None = option(
         None, "Fine-tune this checkpoint (a save_pretrained folder, a generator model folder's hf/, or a hub name "
         "with internet) instead of training from scratch; its tokenizer and size are kept.")

@@ -76,8 +76,10 @@ def build_gpt2(run: GPT2Run, params: GPT2TrainParams | None = None, *, settings:
         "parameters": count_parameters(result.model), "vocabulary": len(tokenizer),
         "samples": samples, "history": result.history,
     }
+    # The saved run names its starting checkpoint so that it works from any folder (a hub name stays).
+    init = str(Path(run.init).resolve()) if run.init and Path(run.init).exists() else run.init
     files = {"metrics.json": json_bytes(metrics),
-             CONFIG_FILE: GPT2_TRAINER.config(dataclasses.replace(run, name=name), params).encode()}
+             CONFIG_FILE: GPT2_TRAINER.config(dataclasses.replace(run, name=name, init=init), params).encode()}
     curve = history_png(result.history, f"{name} (GPT-2)", [
         ("train loss", [("train_loss", "train")]), ("held-out perplexity", [("val_perplexity", "val")])], x="step")
     if curve:

@@ -271,8 +271,9 @@ def _deliver(items: list[tuple[_Stream, int | None, str | None]]) -> None:
 
 
 def first_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Start of the earliest stop sequence in ``text`` (the text is cut there), or None."""
-    found = [i for i in (text.find(stop) for stop in stops) if i >= 0]
+    """Start of the earliest stop sequence in ``text`` (the text is cut there), or None; an empty stop
+    sequence stops nothing."""
+    found = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
     return min(found) if found else None
 
 

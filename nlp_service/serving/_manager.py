@@ -49,7 +49,7 @@ class ModelManager:
             path, manifest = found[name]
             try:
                 model = get_kind(manifest.kind).load(path, manifest, self.settings)
-                if isinstance(model, GeneratorModel):  # its engine thread starts now, not on the first request
+                if isinstance(model, GeneratorModel):  # its engine (KV cache, CUDA graphs) is built now
                     self._generation[name] = GenerationWorker.for_model(model, self.settings)
                 self.models[name] = model
                 log.info("loaded %s model %s", manifest.kind, name)
@@ -124,7 +124,8 @@ class ModelManager:
 
     def describe_model(self, name: str) -> dict[str, Any]:
         if name not in self.models:
-            raise ModelNotFound(f"no model named {name!r}", available=sorted(self.models), **self._load_error(name))
+            raise ModelNotFound(f"no model named {name!r}", available=sorted(self.models),
+                                load_error=self.failed.get(name))
         out = self.models[name].describe()
         if name in self._batchers:
             out["batching"] = self._batchers[name].stats.as_dict()

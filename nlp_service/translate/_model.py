@@ -34,7 +34,7 @@ class InputTooLong(LimitExceeded):
 
     def __init__(self, index: int, pieces: int, limit: int) -> None:
         super().__init__(f"texts[{index}] has {pieces} subword pieces (at most {limit}); split long texts into "
-                         "sentences", limit=limit, got=pieces, index=index)
+                         "sentences", limit=limit, got=pieces, index=index, pieces=pieces)  # `pieces`: as before
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...options import default_of
+from ...options import bounds, default_of
 from ...translate import DecodeOptions
 
 
@@ -18,12 +18,14 @@ class TranslateRequest(BaseModel):
                                examples=["es"])
     target: str | None = Field(None, description="Target language code.", examples=["en"])
     model: str | None = Field(None, description="Translator name (GET /v1/models); overrides source/target.")
-    # Defaults and bounds as the library's DecodeOptions (which checks them again when built).
-    beam_size: int = Field(default_of(DecodeOptions, "beam_size"), ge=1,
+    # Defaults and bounds are the library's DecodeOptions': the schema checks them first, so that a bad
+    # value is answered as a field error in the request.
+    beam_size: int = Field(default_of(DecodeOptions, "beam_size"), **bounds(DecodeOptions, "beam_size"),
                            description="Beam width; 1 is greedy decoding (at most NLP_MAX_BEAM_SIZE).")
-    max_length: int | None = Field(None, ge=1, le=512,
+    max_length: int | None = Field(None, **bounds(DecodeOptions, "max_length"),
                                    description="Most subword pieces per translation (default: 2 x source + 10).")
-    length_penalty: float = Field(default_of(DecodeOptions, "length_penalty"), ge=0.0, le=5.0,
+    length_penalty: float = Field(default_of(DecodeOptions, "length_penalty"),
+                                  **bounds(DecodeOptions, "length_penalty"),
                                   description="Beam search length normalisation (GNMT alpha); 0 favours short output.")
 
 
