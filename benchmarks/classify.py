@@ -8,7 +8,7 @@ goals are reported next to the measurements with ``"met": true|false``.
 Sections (``--sections``, default all); a ``machine`` block is always written:
 
 * ``quality``     per language (``en``: SENTIMENT_EN, ``es``: SENTIMENT_ES), the same stratified split
-                  (validation 0.1, test 0.1, seed 13) through ``pipelines.classify``: 27 baselines
+                  (validation 0.1, test 0.1, seed 13) through ``nlp_service.classify``: 27 baselines
                   (features binary/count/tfidf x n-grams word 1-2, word 1-3, char 2-5 x logreg/linearsvc/nb),
                   5-fold CV of the best baseline, the RNN/LSTM/GRU cells with default ``RNNParams``,
                   and fastText supervised when it works here.
@@ -26,37 +26,54 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import csv
+import functools
 import gc
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from _harness import (
+    REPO_ROOT,
+    SINGLE_THREAD_BLAS,
+    LoadRun,
+    Server,
+    add_load_test_args,
+    add_scratch_args,
+    benchmark_parser,
+    chosen_sections,
+    finish_document,
+    latency_stats,
+    load_test,
+    log,
+    machine_info,
+    new_document,
+    own_cpu_s,
+    process_cpu_s,
+    ratio,
+    run_sections,
+    scratch_folder,
+    sizes,
+    start_server,
+    use_library,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # pipelines/ when not installed
+if TYPE_CHECKING:
+    from nlp_service.config import Settings
 
 SECTIONS = ("quality", "throughput")
 LANGUAGES = ("en", "es")
@@ -68,9 +85,8 @@ CLASSIFIERS = ("logreg", "linearsvc", "nb")
 # --quick: one of each feature kind, n-gram kind and classifier.
 QUICK_BASELINES = (("tfidf", "word", 1, 2, "logreg"), ("count", "word", 1, 2, "nb"),
                    ("tfidf", "char", 2, 5, "linearsvc"))
-# The service's default baseline (pipelines/defaults.py bow-es): used when the quality section is skipped.
+# The service's default baseline (bow-es of `nlp-service defaults`): used when the quality section is skipped.
 DEFAULT_BOW = ("count", "word", 1, 2, "nb")
-_START = time.perf_counter()
 
 
 # ---- configuration -------------------------------------------------------------------------------
@@ -107,16 +123,10 @@ _SIZES: dict[str, tuple[Any, Any]] = {  # (full, --quick); an explicit option ov
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    p = argparse.ArgumentParser(
-        description="Sentiment classifiers: baselines vs RNN/LSTM/GRU vs fastText on one split, and "
-        "throughput bare vs HTTP. One JSON document on stdout, progress on stderr.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 3 baselines per language, 2000 rows per language, 2 epochs per cell, "
-                   "400 texts / 200 requests for throughput")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of: {', '.join(SECTIONS)}")
+    p = benchmark_parser("Sentiment classifiers: baselines vs RNN/LSTM/GRU vs fastText on one split, and "
+                         "throughput bare vs HTTP. One JSON document on stdout, progress on stderr.", SECTIONS,
+                         quick_help="smoke run: 3 baselines per language, 2000 rows per language, 2 epochs per "
+                         "cell, 400 texts / 200 requests for throughput")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the recurrent networks train and run (the baselines are numpy, CPU only)")
     p.add_argument("--out", type=Path, help="write the JSON document to this file instead of stdout")
@@ -129,76 +139,31 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--throughput-texts", type=int, help="texts per bare predict_proba call, Spanish test "
                    "texts repeated [2000; quick 400]")
     p.add_argument("--bare-repeats", type=int, default=3, help="timed bare calls (median reported)")
-    p.add_argument("--http-requests", type=int, help="timed one-text requests per client mode [2000; quick 200]")
-    p.add_argument("--http-concurrency", type=int, default=32, help="concurrent HTTP clients")
-    p.add_argument("--http-max-seconds", type=float, default=120.0,
-                   help="time cap per HTTP run: stop sending after this long")
+    add_load_test_args(p, requests_help="timed one-text requests per client mode [2000; quick 200]",
+                       max_seconds_help="time cap per HTTP run: stop sending after this long")
     p.add_argument("--no-threads-diagnostic", dest="threads_diagnostic", action="store_false",
                    help="skip the second server run with torch/BLAS limited to one thread")
     p.add_argument("--fallback-lstm-epochs", type=int,
                    help="epochs of the Spanish LSTM trained for throughput when quality is skipped [3; quick 1]")
-    p.add_argument("--workdir", type=Path, help="scratch folder (a fresh sub-folder is made and removed) "
-                   "[a new folder under /tmp]")
-    p.add_argument("--keep-workdir", action="store_true", help="do not delete the scratch folder (models, "
-                   "server logs)")
+    add_scratch_args(p, keeps="models, server logs")
     a = p.parse_args(argv)
-    sections = [s.strip() for s in a.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        p.error(f"unknown section(s): {', '.join(unknown)}")
+    sections = chosen_sections(p, a.sections, SECTIONS)
     if not sections:
         p.error("no section chosen")
-    sized = {k: getattr(a, k) if getattr(a, k) is not None else v[1 if a.quick else 0] for k, v in _SIZES.items()}
     markdown = a.markdown if a.markdown in (None, "-") else str(Path(a.markdown).resolve())
     return Config(sections=sections, quick=a.quick, device=a.device, out=a.out.resolve() if a.out else None,
                   markdown=markdown, workdir=a.workdir.resolve() if a.workdir else None,
                   keep_workdir=a.keep_workdir, cv=a.cv, bare_repeats=a.bare_repeats,
                   http_concurrency=a.http_concurrency, http_max_seconds=a.http_max_seconds,
-                  threads_diagnostic=a.threads_diagnostic, **sized)
+                  threads_diagnostic=a.threads_diagnostic, **sizes(a, _SIZES))
 
 
 # ---- small helpers -------------------------------------------------------------------------------
 
 
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - _START:8.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def latency_stats(seconds: Sequence[float]) -> dict[str, Any] | None:
-    if not seconds:
-        return None
-    arr = np.asarray(seconds, dtype=np.float64) * 1000.0
-    return {"n": len(arr), "p50_ms": round(float(np.median(arr)), 3), "p99_ms": round(float(np.percentile(arr, 99)), 3),
-            "mean_ms": round(float(arr.mean()), 3), "max_ms": round(float(arr.max()), 3)}
-
-
-def ratio(num: float | None, den: float | None, digits: int = 3) -> float | None:
-    if num is None or den is None or den == 0:
-        return None
-    return round(num / den, digits)
-
-
-def cpu_snapshot() -> dict[str, float]:
-    """Machine-wide busy and steal CPU seconds (/proc/stat) and this process's own, children included."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + fields[4]
-    t = os.times()
-    return {"busy": (sum(fields[:8]) - idle - fields[7]) / tick, "steal": fields[7] / tick,
-            "own": t.user + t.system + t.children_user + t.children_system}
-
-
-def interference(before: dict[str, float], after: dict[str, float], wall: float,
-                 extra_own_s: float = 0.0) -> dict[str, float]:
-    """Average cores used by other processes (and stolen by the hypervisor) during ``wall`` seconds.
-
-    ``extra_own_s``: CPU of our own children not yet waited for (the server), counted as ours.
-    Approximate: a child's CPU counts as ours only once it has been waited for.
-    """
-    other = (after["busy"] - before["busy"]) - (after["own"] - before["own"]) - extra_own_s
-    return {"other_processes_cores": round(max(0.0, other) / wall, 2) if wall > 0 else 0.0,
-            "steal_cores": round((after["steal"] - before["steal"]) / wall, 2) if wall > 0 else 0.0,
-            "load_average_1min_end": round(os.getloadavg()[0], 2)}
+def latency(seconds: Sequence[float]) -> dict[str, Any] | None:
+    """p50, p99, mean and max in ms (3 digits); None without any."""
+    return latency_stats(seconds, ("p50", "p99", "mean", "max"), digits=3) if seconds else None
 
 
 def other_benchmarks() -> list[str]:
@@ -216,42 +181,20 @@ def other_benchmarks() -> list[str]:
     return found
 
 
-def machine_info(cfg: Config) -> dict[str, Any]:
+def machine(cfg: Config) -> dict[str, Any]:
     import torch
 
-    cpu_model = mem_gb = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions = {}
-    for pkg in ("numpy", "scipy", "scikit-learn", "torch", "spacy", "fastapi", "uvicorn", "httpx", "fasttext",
-                "fasttext-wheel", "fasttext-numpy2-wheel", "nlp-service"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[pkg] = importlib.metadata.version(pkg)
+    packages = ("numpy", "scipy", "scikit-learn", "torch", "spacy", "fastapi", "uvicorn", "httpx", "fasttext",
+                "fasttext-wheel", "fasttext-numpy2-wheel", "nlp-service")
     cuda = torch.cuda.is_available()
     return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "memory_gb": mem_gb,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **machine_info(packages),
         "torch": {"version": torch.__version__, "threads": torch.get_num_threads(),
                   "interop_threads": torch.get_num_interop_threads(), "cuda_available": cuda,
                   "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
                   "cuda_version": torch.version.cuda},
         "device_requested": cfg.device,
-        "versions": versions,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "other_benchmarks_running_at_start": other_benchmarks(),
-        "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
     }
 
 
@@ -265,6 +208,12 @@ class State:
     data_files: dict[str, Path] = field(default_factory=dict)  # language -> labeled file used
     artifacts: dict[tuple[str, str], Path] = field(default_factory=dict)  # (language, model) -> folder
     best_bow: dict[str, tuple[str, Path]] = field(default_factory=dict)  # language -> (label, folder)
+
+    def settings(self, device: str = "cpu") -> Settings:
+        """Where training writes: models to ``models_dir``, caches and checkpoints to the scratch folder."""
+        from nlp_service.config import Settings
+
+        return Settings(models_dir=self.models_dir, cache_dir=self.workdir / "cache", device=device)
 
 
 def dataset(cfg: Config, state: State, lang: str) -> Path:
@@ -291,7 +240,7 @@ def dataset(cfg: Config, state: State, lang: str) -> Path:
 
 
 def load_split(path: Path) -> tuple[Any, dict[str, list[int]]]:
-    """The rows and the split the pipelines make of ``path`` (same function, same fractions and seed)."""
+    """The rows and the split training makes of ``path`` (same function, same fractions and seed)."""
     from nlp_service.classify import read_labeled, stratified_split
 
     data = read_labeled([path])
@@ -326,12 +275,13 @@ def baseline_specs(cfg: Config) -> list[tuple[str, str, int, int, str]]:
 
 def _train_baseline(path: Path, state: State, lang: str, spec: Sequence[Any], cv: int | None = None,
                     suffix: str = "") -> tuple[Path, dict[str, Any]]:
-    from pipelines.classify import train_bow
+    from nlp_service.classify import BowRun, train_bow
 
     params = bow_params(spec)
-    name = f"{lang}-bow-{params.label}{suffix}"
-    return train_bow([path], state.models_dir, name, params=params, validation=SPLIT["validation"],
-                     test=SPLIT["test"], seed=SPLIT["seed"], cv=cv, task="sentiment", language=lang, overwrite=True)
+    run = BowRun(data=[path], name=f"{lang}-bow-{params.label}{suffix}", text_column="text", label_column="label",
+                 validation=SPLIT["validation"], test=SPLIT["test"], seed=SPLIT["seed"], cv=cv, task="sentiment",
+                 language=lang, overwrite=True)
+    return train_bow(run, params, settings=state.settings(), progress=False)
 
 
 def _baseline_row(spec: Sequence[Any], metrics: dict[str, Any], wall: float) -> dict[str, Any]:
@@ -349,15 +299,15 @@ def _baseline_row(spec: Sequence[Any], metrics: dict[str, Any], wall: float) -> 
 
 def _train_cell(cfg: Config, path: Path, state: State, lang: str, cell: str,
                 epochs: int | None) -> tuple[Path, dict[str, Any]]:
-    from nlp_service.classify.rnn import RNNParams
-    from pipelines.classify import train_recurrent
+    from nlp_service.classify import RecurrentRun, RNNParams, train_recurrent
 
     params = RNNParams(cell=cell)  # type: ignore[arg-type]
     if epochs is not None:
         params.epochs = epochs
-    return train_recurrent([path], state.models_dir, f"{lang}-{cell}", params=params,
-                           validation=SPLIT["validation"], test=SPLIT["test"], split_seed=SPLIT["seed"],
-                           device=cfg.device, task="sentiment", language=lang, overwrite=True, progress=False)
+    run = RecurrentRun(data=[path], name=f"{lang}-{cell}", split_seed=SPLIT["seed"], validation=SPLIT["validation"],
+                       test=SPLIT["test"], vectors=None, device=cfg.device, task="sentiment",  # type: ignore[arg-type]
+                       language=lang, overwrite=True)
+    return train_recurrent(run, params, settings=state.settings(cfg.device), progress=False)
 
 
 def _cell_row(cell: str, metrics: dict[str, Any], params: dict[str, Any], wall: float) -> dict[str, Any]:
@@ -570,7 +520,7 @@ def bench_quality(cfg: Config, state: State) -> dict[str, Any]:
     from nlp_service.classify import tokenizer_for_classification
 
     out: dict[str, Any] = {
-        "split": {**SPLIT, "how": "pipelines.classify stratified_split; baselines fit on train+validation "
+        "split": {**SPLIT, "how": "nlp_service.classify stratified_split; baselines fit on train+validation "
                   "(no early stopping), recurrent cells train on train and stop early on validation macro-F1; "
                   "all are scored on the same test rows"},
         "tokenizer": tokenizer_for_classification().to_dict(),
@@ -653,28 +603,8 @@ def _bare(cfg: Config, folder: Path, texts: list[str]) -> dict[str, Any]:
                  "runs_s": [round(r, 4) for r in runs], "median_s": round(med, 4),
                  "texts_per_s": round(len(texts) / med, 1)},
         "bare_one_text_per_call": {"what": f"model.predict_proba([text]) for {single_n} texts, one after another",
-                                   "texts_per_s": round(single_n / sum(lat), 1), "latency": latency_stats(lat)},
+                                   "texts_per_s": round(single_n / sum(lat), 1), "latency": latency(lat)},
     }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (threads included), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _batching(base: str, name: str) -> dict[str, Any] | None:
@@ -698,16 +628,16 @@ def _batching_delta(before: dict[str, Any] | None, after: dict[str, Any] | None)
             "worker_busy_seconds": round(after["busy_seconds"] - before["busy_seconds"], 3)}
 
 
-def _http_single(base: str, route: str, payloads: list[dict[str, Any]], warmup: int, server_pid: int,
+def _http_single(server: Server, route: str, payloads: list[dict[str, Any]], warmup: int,
                  max_seconds: float) -> dict[str, Any]:
     import httpx
 
     statuses: Counter[int] = Counter()
     lat: list[float] = []
-    with httpx.Client(base_url=base, timeout=60.0) as client:
+    with httpx.Client(base_url=server.base, timeout=60.0) as client:
         for payload in payloads[:warmup]:
             client.post(route, json=payload)
-        server_cpu, client_cpu = _process_cpu_s(server_pid), _own_cpu_s()
+        server_cpu, client_cpu = process_cpu_s(server.pid), own_cpu_s()
         t0 = time.perf_counter()
         for payload in payloads[warmup:]:
             if time.perf_counter() - t0 > max_seconds:
@@ -717,149 +647,42 @@ def _http_single(base: str, route: str, payloads: list[dict[str, Any]], warmup: 
             lat.append(time.perf_counter() - t)
             statuses[resp.status_code] += 1
         wall = time.perf_counter() - t0
-        server_cpu, client_cpu = _process_cpu_s(server_pid) - server_cpu, _own_cpu_s() - client_cpu
+        server_cpu, client_cpu = process_cpu_s(server.pid) - server_cpu, own_cpu_s() - client_cpu
     ok = statuses.get(200, 0)
     return {"requests": len(lat), "stopped_at_time_cap": len(lat) < len(payloads) - warmup,
             "wall_s": round(wall, 3), "texts_per_s": round(ok / wall, 1) if wall else None,
-            "latency": latency_stats(lat), "status_codes": {str(k): v for k, v in sorted(statuses.items())},
+            "latency": latency(lat), "status_codes": {str(k): v for k, v in sorted(statuses.items())},
             "server_cpu_ms_per_request": round(server_cpu * 1000 / len(lat), 3) if lat else None,
             "client_cpu_ms_per_request": round(client_cpu * 1000 / len(lat), 3) if lat else None,
             "_wall": wall, "_server_cpu": server_cpu}
 
 
-async def _light_post(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], port: int, route: str,
-                      payload: dict[str, Any]) -> int:
-    """One POST on a kept-alive connection, minimal HTTP/1.1: a fraction of httpx's CPU per request."""
-    reader, writer = conn
-    body = json.dumps(payload).encode()
-    head = (f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
-    writer.write(head + body)
-    await writer.drain()
-    raw = await reader.readuntil(b"\r\n\r\n")
-    lines = raw.split(b"\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:"))
-    await reader.readexactly(length)
-    return int(lines[0].split()[1])
-
-
-async def _http_concurrent(base: str, route: str, model: str, payloads: list[dict[str, Any]], warmup: int,
-                           concurrency: int, server_pid: int, max_seconds: float, client_kind: str = "httpx"
-                           ) -> dict[str, Any]:
+def _http_concurrent(server: Server, route: str, model: str, payloads: list[dict[str, Any]], warmup: int,
+                     concurrency: int, max_seconds: float, client_kind: str = "httpx") -> dict[str, Any]:
     """``concurrency`` tasks share the payloads (one text each); the first ``warmup`` are sent untimed."""
-    import httpx
-
-    statuses: Counter[int] = Counter()
-    failures: Counter[str] = Counter()
-    lat: list[float] = []
-    port = int(base.rsplit(":", 1)[1])
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120.0) as client:
-
-        async def worker(items: Iterator[dict[str, Any]], record: bool, deadline: float) -> None:
-            conn = await asyncio.open_connection("127.0.0.1", port) if client_kind == "light" else None
-            try:
-                for payload in items:  # one shared iterator: each task takes the next payload
-                    if time.perf_counter() > deadline:
-                        return
-                    t = time.perf_counter()
-                    try:
-                        if conn is not None:
-                            status = await _light_post(conn, port, route, payload)
-                        else:
-                            status = (await client.post(route, json=payload)).status_code
-                    except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                        failures[type(exc).__name__] += 1
-                        if conn is not None:  # the connection state is unknown: start a new one
-                            conn[1].close()
-                            conn = await asyncio.open_connection("127.0.0.1", port)
-                        continue
-                    if record:
-                        lat.append(time.perf_counter() - t)
-                        statuses[status] += 1
-            finally:
-                if conn is not None:
-                    conn[1].close()
-
-        async def run(items: list[dict[str, Any]], record: bool) -> None:
-            it = iter(items)
-            deadline = time.perf_counter() + max_seconds
-            await asyncio.gather(*(worker(it, record, deadline) for _ in range(concurrency)))
-
-        await run(payloads[:warmup], False)
-        before = await asyncio.to_thread(_batching, base, model)
-        server_cpu, client_cpu = _process_cpu_s(server_pid), _own_cpu_s()
-        t0 = time.perf_counter()
-        await run(payloads[warmup:], True)
-        wall = time.perf_counter() - t0
-        server_cpu, client_cpu = _process_cpu_s(server_pid) - server_cpu, _own_cpu_s() - client_cpu
-        after = await asyncio.to_thread(_batching, base, model)
-    ok = statuses.get(200, 0)
-    return {"client": client_kind, "requests": len(lat), "concurrency": concurrency,
-            "stopped_at_time_cap": len(lat) + sum(failures.values()) < len(payloads) - warmup,
-            "wall_s": round(wall, 3), "texts_per_s": round(ok / wall, 1) if wall else None,
-            "latency": latency_stats(lat), "status_codes": {str(k): v for k, v in sorted(statuses.items())},
-            "client_errors": dict(failures),
-            "server_cpu_ms_per_request": round(server_cpu * 1000 / len(lat), 3) if lat else None,
-            "client_cpu_ms_per_request": round(client_cpu * 1000 / len(lat), 3) if lat else None,
+    run: LoadRun = asyncio.run(load_test(server, route, payloads, warmup=warmup, concurrency=concurrency,
+                                         client_kind=client_kind, max_seconds=max_seconds,
+                                         probe=lambda: _batching(server.base, model)))
+    ok = run.statuses.get(200, 0)
+    return {"client": client_kind, "requests": len(run.latencies), "concurrency": concurrency,
+            "stopped_at_time_cap": run.stopped_at_time_cap,
+            "wall_s": round(run.wall_s, 3), "texts_per_s": round(ok / run.wall_s, 1) if run.wall_s else None,
+            "latency": latency(run.latencies), "status_codes": run.status_codes,
+            "client_errors": dict(run.failures), **run.cpu_ms_per_request(3),
             "batching": {"what": "the model's micro-batcher during the timed run (GET /v1/models, difference)",
-                         **(_batching_delta(before, after) or {})},
-            "_wall": wall, "_server_cpu": server_cpu}
-
-
-def _start_server(cfg: Config, state: State, names: dict[str, str], extra_env: dict[str, str],
-                  label: str) -> tuple[subprocess.Popen[bytes], str, float, Path]:
-    import httpx
-
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server_log = state.workdir / f"server-{label}.log"
-    cmd = [sys.executable, "-m", "nlp_service", "serve", "--port", str(port), "--host", "127.0.0.1",
-           "--models-dir", str(state.models_dir), "--model", names["lstm"], "--model", names["bow"]]
-    env = {**os.environ, "NLP_DEVICE": cfg.device, "NLP_DEFAULT_SENTIMENT_MODEL": names["lstm"],
-           "NLP_DEFAULT_CLASSIFIER_MODEL": names["bow"], "NLP_MAX_TEXTS": "256", **extra_env}
-    log(f"throughput [{label}]: starting server on {base} with {names['lstm']}, {names['bow']} {extra_env or ''}")
-    t_start = time.perf_counter()
-    with open(server_log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    ready = None
-    deadline = time.perf_counter() + 180
-    while time.perf_counter() < deadline and proc.poll() is None:
-        try:
-            resp = httpx.get(f"{base}/ready", timeout=2.0)
-            if resp.status_code == 200:
-                ready = resp.json()
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    ready_s = time.perf_counter() - t_start
-    if ready is None or ready.get("failed") or set(names.values()) - set(ready.get("models", [])):
-        _stop_server(proc)
-        tail = server_log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"server not ready or models missing (exit {proc.poll()}, /ready {ready}); log:\n{tail}")
-    log(f"throughput [{label}]: server ready after {ready_s:.2f}s")
-    return proc, base, ready_s, server_log
-
-
-def _stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+                         **(_batching_delta(run.probe_before, run.probe_after) or {})},
+            "_wall": run.wall_s, "_server_cpu": run.server_cpu_s}
 
 
 def _serve_and_measure(cfg: Config, state: State, names: dict[str, str], texts: list[str],
                        extra_env: dict[str, str], label: str) -> dict[str, Any]:
     """Start a real server holding both models, measure one client and N concurrent clients per model."""
-    proc, base, ready_s, server_log = _start_server(cfg, state, names, extra_env, label)
+    env = {"NLP_DEVICE": cfg.device, "NLP_DEFAULT_SENTIMENT_MODEL": names["lstm"],
+           "NLP_DEFAULT_CLASSIFIER_MODEL": names["bow"], "NLP_MAX_TEXTS": "256", **extra_env}
+    log(f"throughput [{label}]: starting server with {names['lstm']}, {names['bow']} {extra_env or ''}")
+    server = start_server(["--models-dir", str(state.models_dir), "--model", names["lstm"], "--model", names["bow"]],
+                          state.workdir / f"server-{label}.log", env=env, expect_models=names.values())
+    log(f"throughput [{label}]: server ready on {server.base} after {server.ready_s:.2f}s")
     out: dict[str, Any] = {
         "server": {"command": "python -m nlp_service serve --host 127.0.0.1 --models-dir <scratch> --model <lstm> "
                    "--model <bow> (uvicorn, 1 process, access log at info; serve's own thread defaults: "
@@ -867,7 +690,7 @@ def _serve_and_measure(cfg: Config, state: State, names: dict[str, str], texts: 
                    "OMP_NUM_THREADS is set)",
                    "env": {"NLP_DEVICE": cfg.device, "NLP_MAX_TEXTS": "256",
                            "NLP_DEFAULT_SENTIMENT_MODEL": names["lstm"], **extra_env},
-                   "startup_to_ready_s": round(ready_s, 2)},
+                   "startup_to_ready_s": round(server.ready_s, 2)},
     }
     try:
         routes = {"lstm": ("/v1/sentiment", lambda t: {"texts": [t]}),
@@ -876,21 +699,21 @@ def _serve_and_measure(cfg: Config, state: State, names: dict[str, str], texts: 
         for key, (route, make) in routes.items():
             n = total + warm_conc
             payloads = [make(t) for t in (texts * math.ceil(n / len(texts)))[:n]]
-            single = _http_single(base, route, payloads[: total + warm_single], warm_single, proc.pid,
+            single = _http_single(server, route, payloads[: total + warm_single], warm_single,
                                   cfg.http_max_seconds)
             lat = single["latency"] or {}
             log(f"throughput [{label}] {key}: http_single {single['texts_per_s']} texts/s p50 {lat.get('p50_ms')} "
                 f"ms p99 {lat.get('p99_ms')} ms, server {single['server_cpu_ms_per_request']} ms cpu/req, "
                 f"statuses {single['status_codes']}")
-            conc = asyncio.run(_http_concurrent(base, route, names[key], payloads, warm_conc, cfg.http_concurrency,
-                                                proc.pid, cfg.http_max_seconds))
+            conc = _http_concurrent(server, route, names[key], payloads, warm_conc, cfg.http_concurrency,
+                                    cfg.http_max_seconds)
             lat = conc["latency"] or {}
             log(f"throughput [{label}] {key}: http_concurrent {conc['texts_per_s']} texts/s p50 "
                 f"{lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms, mean batch {conc['batching'].get('mean_batch')}, "
                 f"server {conc['server_cpu_ms_per_request']} / client {conc['client_cpu_ms_per_request']} ms "
                 f"cpu/req, statuses {conc['status_codes']} errors {conc['client_errors']}")
-            light = asyncio.run(_http_concurrent(base, route, names[key], payloads, warm_conc, cfg.http_concurrency,
-                                                 proc.pid, cfg.http_max_seconds, client_kind="light"))
+            light = _http_concurrent(server, route, names[key], payloads, warm_conc, cfg.http_concurrency,
+                                     cfg.http_max_seconds, client_kind="light")
             lat = light["latency"] or {}
             log(f"throughput [{label}] {key}: http_concurrent_light_client {light['texts_per_s']} texts/s p50 "
                 f"{lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms, mean batch {light['batching'].get('mean_batch')}, "
@@ -902,9 +725,9 @@ def _serve_and_measure(cfg: Config, state: State, names: dict[str, str], texts: 
             out[key] = {"route": route, "http_single": single, "http_concurrent": conc,
                         "http_concurrent_light_client": light}
     finally:
-        _stop_server(proc)
+        server.stop()
         log(f"throughput [{label}]: server stopped")
-    errors = [line for line in server_log.read_text(errors="replace").splitlines()
+    errors = [line for line in server.log_path.read_text(errors="replace").splitlines()
               if "ERROR" in line or "Traceback" in line]
     out["server"]["log_error_lines"] = errors[:20]
     return out
@@ -949,23 +772,23 @@ def bench_throughput(cfg: Config, state: State) -> dict[str, Any]:
         entry = out["models"][key]
         entry.update(res)
         bare = entry["bare"]["texts_per_s"]
-        entry["ratio_http_concurrent_to_bare"] = ratio(res["http_concurrent"]["texts_per_s"], bare)
-        entry["ratio_http_single_to_bare"] = ratio(res["http_single"]["texts_per_s"], bare)
+        entry["ratio_http_concurrent_to_bare"] = ratio(res["http_concurrent"]["texts_per_s"], bare, 3)
+        entry["ratio_http_single_to_bare"] = ratio(res["http_single"]["texts_per_s"], bare, 3)
         entry["ratio_http_concurrent_light_client_to_bare"] = ratio(
-            res["http_concurrent_light_client"]["texts_per_s"], bare)
+            res["http_concurrent_light_client"]["texts_per_s"], bare, 3)
         entry["goal"] = {"target": "http_concurrent texts/s >= 0.5 x bare predict_proba texts/s",
                          "met": (entry["ratio_http_concurrent_to_bare"] or 0) >= 0.5,
                          "met_with_light_client": (entry["ratio_http_concurrent_light_client_to_bare"] or 0) >= 0.5}
     if cfg.threads_diagnostic:
-        diag = _serve_and_measure(cfg, state, names, texts, _ONE_THREAD, "1-thread")
+        diag = _serve_and_measure(cfg, state, names, texts, SINGLE_THREAD_BLAS, "1-thread")
         block: dict[str, Any] = {"why": "the same server with torch's intra-op threads also limited to one "
                                  "(OMP_NUM_THREADS=1): on few cores, they compete with the event loop and the client",
                                  "server": diag.pop("server")}
         for key, res in diag.items():
             bare = out["models"][key]["bare"]["texts_per_s"]
-            block[key] = {**res, "ratio_http_concurrent_to_bare": ratio(res["http_concurrent"]["texts_per_s"], bare),
+            block[key] = {**res, "ratio_http_concurrent_to_bare": ratio(res["http_concurrent"]["texts_per_s"], bare, 3),
                           "ratio_http_concurrent_light_client_to_bare": ratio(
-                              res["http_concurrent_light_client"]["texts_per_s"], bare)}
+                              res["http_concurrent_light_client"]["texts_per_s"], bare, 3)}
         out["diagnostic_single_thread_server"] = block
     return out
 
@@ -1083,50 +906,18 @@ def _goals(doc: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     os.chdir(REPO_ROOT)
-    if cfg.workdir is not None:
-        cfg.workdir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="nlp-bench-classify-", dir=cfg.workdir or "/tmp"))
-    state = State(workdir=scratch, models_dir=scratch / "models")
-    started = datetime.now(UTC)
-    doc: dict[str, Any] = {
-        "benchmark": "benchmarks/classify.py",
-        "started_at": started.isoformat(timespec="seconds"),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "machine": machine_info(cfg),
-    }
-    if doc["machine"]["other_benchmarks_running_at_start"]:
-        log("WARNING: other benchmarks are running; timings will be skewed: "
-            + "; ".join(doc["machine"]["other_benchmarks_running_at_start"]))
-    failed = False
-    log(f"scratch folder {scratch}; sections: {', '.join(cfg.sections)}")
-    try:
-        for name in SECTIONS:
-            if name not in cfg.sections:
-                continue
-            t = time.perf_counter()
-            before = cpu_snapshot()
-            log(f"== {name}")
-            try:
-                result = _RUNNERS[name](cfg, state)
-            except Exception as exc:
-                failed = True
-                traceback.print_exc(file=sys.stderr)
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-            wall = time.perf_counter() - t
-            result["section_seconds"] = round(wall, 1)
-            result["interference"] = interference(before, cpu_snapshot(), wall)
-            doc[name] = result
-            gc.collect()
-            log(f"== {name} done in {result['section_seconds']}s")
-    finally:
-        if cfg.keep_workdir:
-            log(f"kept {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
+    use_library()
+    with scratch_folder("nlp-bench-classify-", cfg.workdir, cfg.keep_workdir) as scratch:
+        state = State(workdir=scratch, models_dir=scratch / "models")
+        doc = new_document("benchmarks/classify.py", cfg, machine=machine(cfg))
+        if doc["machine"]["other_benchmarks_running_at_start"]:
+            log("WARNING: other benchmarks are running; timings will be skewed: "
+                + "; ".join(doc["machine"]["other_benchmarks_running_at_start"]))
+        log(f"scratch folder {scratch}; sections: {', '.join(cfg.sections)}")
+        failed = run_sections(doc, {name: functools.partial(run, cfg, state) for name, run in _RUNNERS.items()},
+                              cfg.sections)
     doc["goals"] = _goals(doc)
-    doc["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    doc["wall_seconds"] = round(time.perf_counter() - _START, 1)
-    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    text = finish_document(doc)
     if cfg.out is not None:
         cfg.out.parent.mkdir(parents=True, exist_ok=True)
         cfg.out.write_text(text, encoding="utf-8")

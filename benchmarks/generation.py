@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import copy
-import importlib.metadata
 import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -28,9 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
+from _harness import ServerNotReady, cpu_model, log, package_versions, start_server, use_library
 
 CONFIGS = {
     "gpt2-124m": {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024, "vocab_size": 50257},
@@ -38,22 +34,11 @@ CONFIGS = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[{datetime.now(UTC).strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def machine(device: torch.device) -> dict[str, Any]:
-    versions = {}
-    for pkg in ("torch", "transformers", "nlp-service"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[pkg] = importlib.metadata.version(pkg)
-    cpu = None
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
     return {"device": str(device), "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
-            "cpus": os.cpu_count(), "cpu_model": cpu, "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "python": platform.python_version(), "versions": versions,
+            "cpus": os.cpu_count(), "cpu_model": cpu_model(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "versions": package_versions(("torch", "transformers", "nlp-service")),
             "loadavg_at_start": os.getloadavg()}
 
 
@@ -141,9 +126,7 @@ def bench_http(model: Any, streams: Sequence[int], prompt_tokens: int, new_token
     import httpx
 
     from nlp_service.data import SPANISH_CORPUS, iter_corpus
-    from nlp_service.generate import save_generator
-    from nlp_service.generate._train import train_byte_bpe
-    from tests.test_e2e import free_port
+    from nlp_service.generate import save_generator, train_byte_bpe
 
     texts = [t for _, t in zip(range(20000), iter_corpus(SPANISH_CORPUS), strict=False)]
     vocab = model.config.vocab_size
@@ -156,27 +139,21 @@ def bench_http(model: Any, streams: Sequence[int], prompt_tokens: int, new_token
     with tempfile.TemporaryDirectory() as tmp:
         # No end-of-text id: every request makes exactly new_tokens tokens, as with ignore_eos in the
         # engine runs (a random model would otherwise stop at arbitrary points).
+        models_dir = Path(tmp) / "models"
         saved = copy.deepcopy(model).float().cpu()  # the caller's model stays as it is
         saved.config.eos_token_id = None
-        save_generator(Path(tmp), "bench-gpt2", model=saved, tokenizer=tokenizer, params={}, data={}, metrics={})
+        save_generator(models_dir, "bench-gpt2", model=saved, tokenizer=tokenizer, params={}, data={}, metrics={})
         del saved
-        port = free_port()
-        env = {**os.environ, "NLP_DEVICE": device.type, "NLP_GENERATION_MAX_BATCH": str(max(streams)),
+        env = {"NLP_DEVICE": device.type, "NLP_GENERATION_MAX_BATCH": str(max(streams)),
                "NLP_GENERATION_MAX_TOTAL_TOKENS": str(prompt_tokens * 4 + new_tokens + 8)}
-        import subprocess
-
-        proc = subprocess.Popen([sys.executable, "-m", "nlp_service", "serve", "--port", str(port), "--models-dir",
-                                 tmp], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 300
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    return {"error": "server did not start"}
-                time.sleep(0.2)
+            server = start_server(["--models-dir", str(models_dir)], Path(tmp) / "server.log", env=env,
+                                  timeout_s=300, poll_s=0.2)
+        except ServerNotReady as exc:
+            log(f"  http: {exc}")
+            return {"error": "server did not start"}
+        try:
+            base = server.base
             prompt = " ".join(texts[:50])
             ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][:prompt_tokens]
             prompt = tokenizer.decode(ids)
@@ -202,8 +179,7 @@ def bench_http(model: Any, streams: Sequence[int], prompt_tokens: int, new_token
                                    "tokens": tokens, "request_seconds_p50": round(statistics.median(latencies), 3)}
                 log(f"  http x{n}: {results[str(n)]['tokens_per_second']} tok/s")
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop()
     return results
 
 
@@ -221,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http", action="store_true", help="Also through the HTTP service (starts a server).")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    use_library()
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
     streams = args.streams or ([1, 16, 64, 256] if device.type == "cuda" else [1, 16])

@@ -12,8 +12,6 @@ sacreBLEU BLEU and chrF, overall and per data source, with sample translations, 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -25,34 +23,24 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _harness import cpu_model, log, package_versions, use_library
 
-from nlp_service.artifacts import list_models
-from nlp_service.translate import TranslatorModel, translation_metrics
-from pipelines.translate import read_test_split
+if TYPE_CHECKING:
+    from nlp_service.translate import TranslatorModel
 
 APERTIUM_PAIRS = {("es", "en"): "spa-eng", ("en", "es"): "eng-spa"}
 N_SAMPLES = 8
 
 
-def log(msg: str) -> None:
-    print(f"[{datetime.now(UTC).strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), None) if Path("/proc/cpuinfo").exists() else None
-    versions = {}
-    for pkg in ("torch", "tokenizers", "sacrebleu", "transformers", "nlp-service"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[pkg] = importlib.metadata.version(pkg)
-    return {"cpus": os.cpu_count(), "cpu_model": cpu, "torch_threads": torch.get_num_threads(),
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "platform": platform.platform(), "python": platform.python_version(), "versions": versions,
+            "platform": platform.platform(), "python": platform.python_version(),
+            "versions": package_versions(("torch", "tokenizers", "sacrebleu", "transformers", "nlp-service")),
             "loadavg_at_start": os.getloadavg()}
 
 
@@ -91,6 +79,8 @@ def run_model(model: TranslatorModel, sources: list[str], beam_size: int, repeat
 
 
 def bench_model(folder: Path, beams: list[int], repeats: int, limit: int | None) -> dict[str, Any]:
+    from nlp_service.translate import TranslatorModel, read_test_split, translation_metrics
+
     model = TranslatorModel.load(folder)
     sources, references, origins = read_test_split(folder)
     if limit:
@@ -144,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="Only the first N test sentences (quick runs).")
     parser.add_argument("--out", type=Path, help="Also write the JSON here.")
     args = parser.parse_args(argv)
+    use_library()
+    from nlp_service.artifacts import list_models
+
     names = args.models or [p.name for p, m in list_models(args.models_dir) if m.kind == "translator"]
     if not names:
         print(f"no translator models in {args.models_dir}; train one with `nlp-service train translator`",

@@ -20,39 +20,53 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import functools
 import gc
-import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _harness import (
+    REPO_ROOT,
+    SINGLE_THREAD_BLAS,
+    LoadRun,
+    add_load_test_args,
+    add_scratch_args,
+    benchmark_parser,
+    child_env,
+    chosen_sections,
+    finish_document,
+    git_state,
+    latency_stats,
+    library_root,
+    load_test,
+    log,
+    machine_info,
+    median,
+    new_document,
+    nlp_service_cli,
+    paired_ratio,
+    ratio,
+    run_sections,
+    scratch_folder,
+    serving,
+    sizes,
+    snapshot_library,
+    use_library,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_LIBRARY_PACKAGES = ("nlp_service", "pipelines")
-# Where the library is imported from: the repository, or a snapshot of it (see ``snapshot_library``).
-SRC_ROOT = REPO_ROOT
 SECTIONS = ("ready_to_answer", "neighbour_latency", "word2vec_throughput", "http")
 DIM = 300
 REAL_MODEL = "w2v-es"
-_START = time.perf_counter()
 
 
 # ---- configuration -------------------------------------------------------------------------------
@@ -98,16 +112,10 @@ _SIZES: dict[str, tuple[int, int]] = {
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    p = argparse.ArgumentParser(
-        description="Native vector store and word2vec pipeline vs gensim. One JSON document on stdout, "
-        "progress on stderr.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes for a smoke run (200k ready words, 50k latency words, 1 epoch, "
-                   "1 repeat)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of: {', '.join(SECTIONS)}")
+    p = benchmark_parser("Native vector store and word2vec pipeline vs gensim. One JSON document on stdout, "
+                         "progress on stderr.", SECTIONS,
+                         quick_help="small sizes for a smoke run (200k ready words, 50k latency words, 1 epoch, "
+                         "1 repeat)")
     p.add_argument("--repeats", type=int, help="fresh-process runs per variant (ready_to_answer, word2vec); "
                    "medians are reported [3; quick 1]")
     p.add_argument("--cold-repeats", type=int,
@@ -125,68 +133,25 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help=f"vocabulary words for recall@10 on {REAL_MODEL} [1000; quick 300]")
     p.add_argument("--w2v-epochs", type=int, help="word2vec epochs [5; quick 1]")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="word2vec threads, both sides")
-    p.add_argument("--http-requests", type=int, help="timed requests per endpoint [2000; quick 300]")
-    p.add_argument("--http-concurrency", type=int, default=32, help="concurrent HTTP clients")
-    p.add_argument("--http-max-seconds", type=float, default=120.0,
-                   help="time cap per endpoint and client: stop sending after this long")
+    add_load_test_args(p, requests_help="timed requests per endpoint [2000; quick 300]",
+                       max_seconds_help="time cap per endpoint and client: stop sending after this long")
     p.add_argument("--no-http-blas-diagnostic", dest="http_blas_diagnostic", action="store_false",
                    help="skip the second server run with single-threaded BLAS")
     p.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models",
                    help=f"folder holding {REAL_MODEL} (built with `nlp-service defaults` if missing)")
-    p.add_argument("--workdir", type=Path, help="scratch folder (a fresh sub-folder is made and removed) "
-                   "[a new folder under /tmp]")
-    p.add_argument("--keep-workdir", action="store_true", help="do not delete the scratch folder")
+    add_scratch_args(p)
     p.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                    help="import the library from the working tree instead of a copy taken at start "
                    "(the default copy keeps a long run consistent while others edit the code)")
     a = p.parse_args(argv)
-    sections = [s.strip() for s in a.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        p.error(f"unknown section(s): {', '.join(unknown)}")
-    sized = {k: getattr(a, k) if getattr(a, k) is not None else v[1 if a.quick else 0]
-             for k, v in _SIZES.items()}
-    return Config(sections=sections, ann_m=a.ann_m, ann_ef_construction=a.ann_ef_construction,
-                  workers=a.workers, http_concurrency=a.http_concurrency,
+    return Config(sections=chosen_sections(p, a.sections, SECTIONS), ann_m=a.ann_m,
+                  ann_ef_construction=a.ann_ef_construction, workers=a.workers, http_concurrency=a.http_concurrency,
                   http_blas_diagnostic=a.http_blas_diagnostic, http_max_seconds=a.http_max_seconds,
                   models_dir=a.models_dir.resolve(), workdir=a.workdir, keep_workdir=a.keep_workdir,
-                  snapshot=a.snapshot, quick=a.quick, **sized)
+                  snapshot=a.snapshot, quick=a.quick, **sizes(a, _SIZES))
 
 
 # ---- small helpers -------------------------------------------------------------------------------
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - _START:8.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values))
-
-
-def latency_stats(seconds: Sequence[float]) -> dict[str, Any]:
-    arr = np.asarray(seconds, dtype=np.float64) * 1000.0
-    return {
-        "n": len(arr),
-        "median_ms": round(float(np.median(arr)), 4),
-        "p99_ms": round(float(np.percentile(arr, 99)), 4),
-        "mean_ms": round(float(arr.mean()), 4),
-        "min_ms": round(float(arr.min()), 4),
-        "max_ms": round(float(arr.max()), 4),
-    }
-
-
-def paired_ratio(num: Sequence[float], den: Sequence[float]) -> dict[str, float]:
-    """Per-query ratios of two interleaved timings: median and the 25th-75th percentile range."""
-    r = np.asarray(num, dtype=np.float64) / np.asarray(den, dtype=np.float64)
-    return {"median": round(float(np.median(r)), 3), "p25": round(float(np.percentile(r, 25)), 3),
-            "p75": round(float(np.percentile(r, 75)), 3)}
-
-
-def ratio(num: float | None, den: float | None, digits: int = 2) -> float | None:
-    if num is None or den is None or den == 0:
-        return None
-    return round(num / den, digits)
 
 
 def time_interleaved(
@@ -270,46 +235,7 @@ def cached_fraction(paths: Sequence[Path]) -> float | None:
     return round(res / size, 3) if size else None
 
 
-def cpu_snapshot() -> dict[str, float]:
-    """Machine-wide busy and steal CPU seconds (/proc/stat) and this process's own, children included."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + fields[4]
-    t = os.times()
-    return {"busy": (sum(fields[:8]) - idle - fields[7]) / tick, "steal": fields[7] / tick,
-            "own": t.user + t.system + t.children_user + t.children_system}
-
-
-def interference(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
-    """Average cores used by other processes (and stolen by the hypervisor) during ``wall`` seconds.
-
-    Approximate: a child's CPU counts as ours only once it has been waited for.
-    """
-    other = (after["busy"] - before["busy"]) - (after["own"] - before["own"])
-    return {"other_processes_cores": round(max(0.0, other) / wall, 2),
-            "steal_cores": round((after["steal"] - before["steal"]) / wall, 2),
-            "load_average_1min_end": round(os.getloadavg()[0], 2)}
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = None
-    mem_gb = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions = {}
-    for pkg in ("numpy", "gensim", "hnswlib", "scipy", "fastapi", "uvicorn", "httpx", "nlp-service"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            versions[pkg] = None
+def machine() -> dict[str, Any]:
     blas = None
     try:
         cfg = np.show_config(mode="dicts")
@@ -317,18 +243,8 @@ def machine_info() -> dict[str, Any]:
         blas = f"{info.get('name')} {info.get('version')}"
     except Exception:
         pass
-    return {
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "thread_env": {k: os.environ.get(k) for k in _SINGLE_THREAD_BLAS},
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "memory_gb": mem_gb,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy_blas": blas,
-        "versions": versions,
-    }
+    packages = ("numpy", "gensim", "hnswlib", "scipy", "fastapi", "uvicorn", "httpx", "nlp-service")
+    return {**machine_info(packages, keep_missing=True), "numpy_blas": blas}
 
 
 # ---- 1. ready to answer --------------------------------------------------------------------------
@@ -372,7 +288,7 @@ _COLD_KINDS = ("native_store", "gensim_word2vec_binary", "gensim_native_mmap")
 
 
 def _ready_child(kind: str, path: Path, q1: str, q2: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _READY_CHILD, kind, str(path), q1, q2], cwd=SRC_ROOT,
+    proc = subprocess.run([sys.executable, "-c", _READY_CHILD, kind, str(path), q1, q2], cwd=library_root(),
                           env=child_env(), capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} child failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -530,7 +446,7 @@ def _real_model_path(cfg: Config, workdir: Path) -> tuple[Path, str]:
     if not (path / "manifest.json").is_file():
         note = f"{path} was missing: built with `nlp-service defaults`"
     else:
-        check = subprocess.run([sys.executable, "-c", _OPENS_CHILD, str(path)], cwd=SRC_ROOT, env=child_env(),
+        check = subprocess.run([sys.executable, "-c", _OPENS_CHILD, str(path)], cwd=library_root(), env=child_env(),
                                capture_output=True, text=True, timeout=600)
         if check.returncode != 0:
             error = (check.stderr.strip().splitlines() or ["?"])[-1]
@@ -538,16 +454,11 @@ def _real_model_path(cfg: Config, workdir: Path) -> tuple[Path, str]:
             note = f"{path} cannot be opened by the current library ({error}); rebuilt in the scratch folder"
     if not (models_dir / REAL_MODEL / "manifest.json").is_file():
         log(f"building {REAL_MODEL} with `nlp-service defaults --models-dir {models_dir}` (about a minute)")
-        cmd = [*_cli(), "defaults", "--models-dir", str(models_dir), "--only", REAL_MODEL]
-        subprocess.run(cmd, cwd=SRC_ROOT, env=child_env(), check=True, stdout=sys.stderr)
+        cmd = [*nlp_service_cli(), "defaults", "--models-dir", str(models_dir), "--only", REAL_MODEL]
+        subprocess.run(cmd, cwd=library_root(), env=child_env(), check=True, stdout=sys.stderr)
     log(f"real model: {note}")
     _REAL_MODEL_CACHE["path"] = (models_dir / REAL_MODEL, note)
     return _REAL_MODEL_CACHE["path"]
-
-
-def _cli() -> list[str]:
-    exe = Path(sys.executable).parent / "nlp-service"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "nlp_service"]
 
 
 def _latency_synthetic(cfg: Config, workdir: Path) -> dict[str, Any]:
@@ -697,10 +608,10 @@ def bench_latency(cfg: Config, workdir: Path) -> dict[str, Any]:
 def bench_word2vec(cfg: Config, workdir: Path) -> dict[str, Any]:
     from gensim.models import Word2Vec
 
+    from nlp_service.config import Settings
     from nlp_service.data import SPANISH_CORPUS
     from nlp_service.text import Tokenizer
-    from nlp_service.vectors import Word2VecParams
-    from pipelines.word2vec import build_word2vec
+    from nlp_service.vectors import Word2VecParams, Word2VecRun, build_word2vec
 
     corpus = list(SPANISH_CORPUS)
     params = Word2VecParams(architecture="skipgram", vector_size=100, window=5, min_count=3,
@@ -719,8 +630,9 @@ def bench_word2vec(cfg: Config, workdir: Path) -> dict[str, Any]:
     for rep in range(cfg.repeats):
         cache = root / f"cache-{rep}"  # fresh: tokenization is part of every timed pipeline run
         t = time.perf_counter()
-        _, metrics = build_word2vec(corpus, root / "models", "bench", params=params, tokenizer=Tokenizer(),
-                                    cache_dir=cache, ann=False, overwrite=True, progress=False)
+        run = Word2VecRun(corpus=corpus, name="bench", eval_analogy=None, ann=False, overwrite=True)
+        _, metrics = build_word2vec(run, params, Tokenizer(), settings=Settings(models_dir=root / "models",
+                                                                              cache_dir=cache), progress=False)
         wall = time.perf_counter() - t
         tokens = int(metrics["tokenize"]["words"])
         ours.append({
@@ -800,150 +712,29 @@ def bench_word2vec(cfg: Config, workdir: Path) -> dict[str, Any]:
 
 # ---- 4. HTTP ---------------------------------------------------------------------------------
 
-_SINGLE_THREAD_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (threads included), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-class _Recorder:
-    """Latencies, status codes and transport errors of the timed requests."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.statuses: Counter[int] = Counter()
-        self.failures: Counter[str] = Counter()
-
-
-async def _httpx_worker(client: Any, path: str, items: Iterator[dict[str, Any]], rec: _Recorder | None,
-                        deadline: float) -> None:
-    import httpx
-
-    for payload in items:  # one shared iterator: each task takes the next payload
-        if time.perf_counter() > deadline:
-            return
-        t = time.perf_counter()
-        try:
-            resp = await client.post(path, json=payload)
-        except httpx.HTTPError as exc:
-            if rec is not None:
-                rec.failures[type(exc).__name__] += 1
-            continue
-        if rec is not None:
-            rec.latencies.append(time.perf_counter() - t)
-            rec.statuses[resp.status_code] += 1
-
-
-async def _light_worker(port: int, path: str, items: Iterator[dict[str, Any]], rec: _Recorder | None,
-                        deadline: float) -> None:
-    """A minimal HTTP/1.1 keep-alive client (one connection): a fraction of httpx's CPU per request."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for payload in items:
-            if time.perf_counter() > deadline:
-                return
-            body = json.dumps(payload).encode()
-            head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
-            t = time.perf_counter()
-            writer.write(head + body)
-            await writer.drain()
-            raw = await reader.readuntil(b"\r\n\r\n")
-            lines = raw.split(b"\r\n")
-            length = next(int(line.split(b":", 1)[1]) for line in lines
-                          if line.lower().startswith(b"content-length:"))
-            await reader.readexactly(length)
-            if rec is not None:
-                rec.latencies.append(time.perf_counter() - t)
-                rec.statuses[int(lines[0].split()[1])] += 1
-    finally:
-        writer.close()
-
-
-async def _load_test(port: int, path: str, payloads: list[dict[str, Any]], *, client_kind: str,
-                     concurrency: int, warmup: int, server_pid: int, max_seconds: float) -> dict[str, Any]:
-    """``concurrency`` tasks share the payloads; the first ``warmup`` are sent untimed."""
-    import httpx
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120.0) as client:
-
-        async def run(items: Iterator[dict[str, Any]], rec: _Recorder | None, deadline: float) -> None:
-            if client_kind == "httpx":
-                tasks = [_httpx_worker(client, path, items, rec, deadline) for _ in range(concurrency)]
-            else:
-                tasks = [_light_worker(port, path, items, rec, deadline) for _ in range(concurrency)]
-            await asyncio.gather(*tasks)
-
-        await run(iter(payloads[:warmup]), None, time.perf_counter() + max_seconds)
-        rec = _Recorder()
-        server_cpu, client_cpu = _process_cpu_s(server_pid), _own_cpu_s()
-        t0 = time.perf_counter()
-        await run(iter(payloads[warmup:]), rec, t0 + max_seconds)
-        wall = time.perf_counter() - t0
-        server_cpu, client_cpu = _process_cpu_s(server_pid) - server_cpu, _own_cpu_s() - client_cpu
-    done = len(rec.latencies)
+def _endpoint_result(run: LoadRun, concurrency: int) -> dict[str, Any]:
+    done = len(run.latencies)
     return {
         "requests": done,
-        "stopped_at_time_cap": done + sum(rec.failures.values()) < len(payloads) - warmup,
+        "stopped_at_time_cap": run.stopped_at_time_cap,
         "concurrency": concurrency,
-        "wall_s": round(wall, 3),
-        "requests_per_s": round(done / wall, 1) if wall > 0 else None,
-        "latency": latency_stats(rec.latencies) if done else None,
-        "server_cpu_ms_per_request": round(server_cpu * 1000 / done, 2) if done else None,
-        "client_cpu_ms_per_request": round(client_cpu * 1000 / done, 2) if done else None,
-        "status_codes": {str(k): v for k, v in sorted(rec.statuses.items())},
-        "client_errors": dict(rec.failures),
+        "wall_s": round(run.wall_s, 3),
+        "requests_per_s": round(done / run.wall_s, 1) if run.wall_s > 0 else None,
+        "latency": latency_stats(run.latencies) if done else None,
+        **run.cpu_ms_per_request(2),
+        "status_codes": run.status_codes,
+        "client_errors": dict(run.failures),
     }
 
 
 def _serve_and_load(cfg: Config, model_path: Path, words: list[str], workdir: Path,
                     extra_env: dict[str, str], label: str) -> dict[str, Any]:
     """Start a real server, wait for /ready, load-test each endpoint, stop the server."""
-    import httpx
-
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server_log = workdir / f"server-{label}.log"
-    cmd = [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(port), "--models-dir",
-           str(model_path.parent), "--model", REAL_MODEL]
-    log(f"http [{label}]: starting server on 127.0.0.1:{port} {extra_env or ''}")
-    with open(server_log, "wb") as out:
-        t_start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=SRC_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env=child_env(extra_env))
-    try:
-        ready_s = None
-        deadline = time.perf_counter() + 180
-        while time.perf_counter() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{base}/ready", timeout=2.0).status_code == 200:
-                    ready_s = time.perf_counter() - t_start
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        if ready_s is None:
-            tail = server_log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"server not ready (exit code {proc.poll()}); log tail:\n{tail}")
-        ready_body = httpx.get(f"{base}/ready", timeout=10.0).json()
-        if REAL_MODEL not in ready_body.get("models", []):  # /ready says 200 even when a model failed
-            raise RuntimeError(f"server is ready but {REAL_MODEL} is not loaded: /ready says {ready_body}")
-        log(f"http [{label}]: ready after {ready_s:.2f}s")
+    log(f"http [{label}]: starting server {extra_env or ''}")
+    serve_args = ["--models-dir", str(model_path.parent), "--model", REAL_MODEL]
+    with serving(serve_args, workdir / f"server-{label}.log", env=extra_env, expect_models=[REAL_MODEL],
+                 cli=nlp_service_cli()) as server:
+        log(f"http [{label}]: ready on {server.base} after {server.ready_s:.2f}s")
         rng = np.random.default_rng(3)
         warmup = min(200, cfg.http_requests)
         idx = rng.integers(0, len(words), size=(cfg.http_requests + warmup, 2))
@@ -954,14 +745,14 @@ def _serve_and_load(cfg: Config, model_path: Path, words: list[str], workdir: Pa
                                                         for a, _ in idx]),
         }
         out: dict[str, Any] = {"server_env": extra_env or "inherited (no thread limits)",
-                               "startup_to_ready_s": round(ready_s, 2),
+                               "startup_to_ready_s": round(server.ready_s, 2),
                                "warmup_requests_per_endpoint": warmup}
         for client_kind in ("httpx", "light"):
             per_client: dict[str, Any] = {}
             for name, (route, payloads) in endpoints.items():
-                res = asyncio.run(_load_test(port, route, payloads, client_kind=client_kind,
-                                             concurrency=cfg.http_concurrency, warmup=warmup,
-                                             server_pid=proc.pid, max_seconds=cfg.http_max_seconds))
+                run = asyncio.run(load_test(server, route, payloads, warmup=warmup, concurrency=cfg.http_concurrency,
+                                            client_kind=client_kind, max_seconds=cfg.http_max_seconds))
+                res = _endpoint_result(run, cfg.http_concurrency)
                 per_client[name] = {"route": route, **res}
                 lat = res["latency"] or {}
                 log(f"http [{label}, {client_kind}] {name}: {res['requests']} requests, "
@@ -974,13 +765,6 @@ def _serve_and_load(cfg: Config, model_path: Path, words: list[str], workdir: Pa
             if bad:
                 log(f"http [{label}, {client_kind}]: WARNING non-200 answers {bad}")
         return out
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def bench_http(cfg: Config, workdir: Path) -> dict[str, Any]:
@@ -1008,7 +792,7 @@ def bench_http(cfg: Config, workdir: Path) -> dict[str, Any]:
         result["diagnostic_single_thread_blas"] = {
             "why": "same server with BLAS limited to one thread per call: routes run in a thread pool, and "
                    "concurrent multi-threaded BLAS calls oversubscribe the cores",
-            **_serve_and_load(cfg, path, words, workdir, _SINGLE_THREAD_BLAS, "blas1"),
+            **_serve_and_load(cfg, path, words, workdir, SINGLE_THREAD_BLAS, "blas1"),
         }
     return result
 
@@ -1023,90 +807,21 @@ _RUNNERS: dict[str, Callable[[Config, Path], dict[str, Any]]] = {
 }
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment of every subprocess: imports the same library copy as this process."""
-    env = {**os.environ, **(extra or {})}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_ROOT), os.environ.get("PYTHONPATH")) if p)
-    return env
-
-
-def snapshot_library(scratch: Path) -> dict[str, Any]:
-    """Copy the library packages into the scratch folder and import them from there.
-
-    The working tree may be edited while a run of many minutes goes on; with a snapshot every section,
-    subprocess and server of the run uses the same code. Returns what was measured.
-    """
-    global SRC_ROOT
-    dest = scratch / "src"
-    digest = hashlib.sha256()
-    for pkg in _LIBRARY_PACKAGES:
-        shutil.copytree(REPO_ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for f in sorted((dest / pkg).rglob("*.py")):
-            digest.update(str(f.relative_to(dest)).encode() + b"\0" + f.read_bytes())
-    SRC_ROOT = dest
-    return {"snapshot": str(dest), "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "sha256_of_py_files": digest.hexdigest()[:16], **_git_state()}
-
-
-def _git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = git("status", "--porcelain", "--", *_LIBRARY_PACKAGES).splitlines()
-    return {"git_head": git("rev-parse", "--short", "HEAD") or None,
-            "uncommitted_library_files": len(changed)}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     os.chdir(REPO_ROOT)
-    if cfg.workdir is not None:
-        cfg.workdir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="nlp-bench-vectors-", dir=cfg.workdir or "/tmp"))
-    library = snapshot_library(scratch) if cfg.snapshot else {"snapshot": None, **_git_state()}
-    sys.path.insert(0, str(SRC_ROOT))  # before any import of the library
-    started = datetime.now(UTC)
-    doc: dict[str, Any] = {
-        "benchmark": "benchmarks/vectors.py",
-        "started_at": started.isoformat(timespec="seconds"),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "library": library,
-        "machine": machine_info(),
-    }
-    failed = False
-    log(f"scratch folder {scratch}; sections: {', '.join(cfg.sections)}")
-    try:
-        for name in SECTIONS:
-            if name not in cfg.sections:
-                continue
-            t = time.perf_counter()
-            cpu_before = cpu_snapshot()
-            log(f"== {name}")
-            try:
-                result = _RUNNERS[name](cfg, scratch)
-            except Exception as exc:
-                failed = True
-                traceback.print_exc(file=sys.stderr)
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-            result["section_seconds"] = round(time.perf_counter() - t, 1)
-            result["interference"] = interference(cpu_before, cpu_snapshot(), time.perf_counter() - t)
-            doc[name] = result
-            gc.collect()
-            log(f"== {name} done in {result['section_seconds']}s")
-    finally:
-        if cfg.keep_workdir:
-            log(f"kept {scratch}")
+    with scratch_folder("nlp-bench-vectors-", cfg.workdir, cfg.keep_workdir) as scratch:
+        if cfg.snapshot:
+            library = snapshot_library(scratch)
         else:
-            shutil.rmtree(scratch, ignore_errors=True)
+            use_library()
+            library = {"snapshot": None, **git_state()}
+        doc = new_document("benchmarks/vectors.py", cfg, library=library, machine=machine())
+        log(f"scratch folder {scratch}; sections: {', '.join(cfg.sections)}")
+        runners = {name: functools.partial(run, cfg, scratch) for name, run in _RUNNERS.items()}
+        failed = run_sections(doc, runners, cfg.sections)
     doc["goals"] = _goals(doc)
-    doc["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    doc["wall_seconds"] = round(time.perf_counter() - _START, 1)
-    json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(finish_document(doc))
     return 1 if failed else 0
 
 

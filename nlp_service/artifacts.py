@@ -18,6 +18,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import pickle
 import platform
 import shutil
 import tempfile
@@ -131,6 +132,18 @@ def open_model_dir(folder: Path, manifest: Manifest | None, kind: str, format_ve
         raise ArtifactError(f"{folder}: format version {manifest.format_version} is newer than this release reads")
     verify_files(folder, manifest)  # sizes only: cheap, catches truncated copies
     return manifest
+
+
+@contextlib.contextmanager
+def reading(folder: Path, what: str) -> Iterator[None]:
+    """Report what a damaged model folder raises while its files are read (a missing key, a wrong
+    shape, a file that unpickles objects) as one :class:`ArtifactError` naming the model."""
+    try:
+        yield
+    except ArtifactError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"cannot load {what} {Path(folder).name}: {exc}") from exc
 
 
 def verify_files(model_dir: Path, manifest: Manifest, *, checksums: bool = False) -> None:

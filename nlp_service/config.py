@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     )
 
 
+def device_for(device: str | None, settings: Settings | None) -> str:
+    """The device asked for, else the settings' (``NLP_DEVICE``), else ``auto``."""
+    return device or (settings.device if settings is not None else "auto")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -43,3 +45,11 @@ def chunked_neighbors_request(padding: int) -> Iterator[bytes]:
     for _ in range(padding // 10_000):
         yield b" " * 10_000
     yield b"}"
+
+
+def modules_loaded_by(code: str, candidates: Sequence[str]) -> list[str]:
+    """Which of ``candidates`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {list(candidates)!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()

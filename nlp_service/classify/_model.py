@@ -7,7 +7,6 @@ the backend, the tokenizer, the classes, the task and the language.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
+from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, reading, write_manifest
+from ..config import device_for
 from ..text import Tokenizer
 from ._baseline import BowClassifier
 from ._params import RNNParams
@@ -64,23 +64,20 @@ class ClassifierModel:
     def load(cls, folder: Path, manifest: Manifest | None = None, settings: Settings | None = None, *,
              device: str | None = None) -> ClassifierModel:
         folder = Path(folder)
-        device = device or (settings.device if settings is not None else "auto")
         manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         backend = manifest.extra.get("backend")
-        tokenizer = Tokenizer.from_dict(manifest.extra["tokenizer"])
-        classes = list(manifest.extra["classes"])
-        try:
+        with reading(folder, "classifier"):
+            tokenizer = Tokenizer.from_dict(manifest.extra["tokenizer"])
+            classes = list(manifest.extra["classes"])
             if backend == "bow":
                 impl: Backend = BowClassifier.load(folder / BOW_DIR, manifest.params["bow"], tokenizer, classes)
             elif backend == "rnn":
                 from ._rnn import RecurrentRuntime
 
                 impl = RecurrentRuntime.load(folder, RNNParams(**manifest.params["rnn"]), tokenizer, len(classes),
-                                             device)
+                                             device_for(device, settings))
             else:
                 raise ArtifactError(f"{folder}: unknown classifier backend {backend!r}")
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-            raise ArtifactError(f"cannot load classifier {folder.name}: {exc}") from exc
         return cls(folder.name, manifest, classes, tokenizer, impl)
 
     def save(self, models_dir: Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None

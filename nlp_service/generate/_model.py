@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, json_bytes, open_model_dir, write_manifest
+from ..config import device_for
 from ..torch_utils import count_parameters
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class GeneratorModel:
 
         folder = Path(folder)
         manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
-        dev = pick_device(device or (settings.device if settings is not None else "auto"))
+        dev = pick_device(device_for(device, settings))
         torch_dtype = resolve_dtype(dtype or (settings.generation_dtype if settings is not None else "auto"), dev)
         model, tokenizer = load_pretrained(folder / HF_DIR, torch_dtype)
         if len(tokenizer) > model.config.vocab_size:

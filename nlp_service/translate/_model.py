@@ -9,13 +9,13 @@ says the backend and the languages.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, write_manifest
+from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, reading, write_manifest
+from ..config import device_for
 from ..errors import LimitExceeded
 from ..options import default_of
 from ._params import DecodeOptions, Seq2SeqParams
@@ -77,18 +77,15 @@ class TranslatorModel:
     def load(cls, folder: Path, manifest: Manifest | None = None, settings: Settings | None = None, *,
              device: str | None = None) -> TranslatorModel:
         folder = Path(folder)
-        device = device or (settings.device if settings is not None else "auto")
         manifest = open_model_dir(folder, manifest, KIND, FORMAT_VERSION)
         backend = manifest.extra.get("backend")
-        try:
+        with reading(folder, "translator"):
             if backend == "seq2seq":
-                impl: Runtime = Seq2SeqRuntime.load(folder, manifest, device)
+                impl: Runtime = Seq2SeqRuntime.load(folder, manifest, device_for(device, settings))
             elif backend == "marian":
-                impl = MarianRuntime.load(folder / HF_DIR, device)
+                impl = MarianRuntime.load(folder / HF_DIR, device_for(device, settings))
             else:
                 raise ArtifactError(f"{folder}: unknown translator backend {backend!r}")
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-            raise ArtifactError(f"cannot load translator {folder.name}: {exc}") from exc
         return cls(folder.name, manifest, manifest.extra["source_lang"], manifest.extra["target_lang"], impl)
 
     def save(self, models_dir: Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None
