@@ -25,7 +25,6 @@ def _part(name: str) -> Callable[[Request], Any]:
     return part
 
 
-ServiceDep = Annotated[Service, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(_part("settings"))]
 ModelsDep = Annotated[ModelManager, Depends(_part("models"))]
 LimitsDep = Annotated[Limits, Depends(_part("limits"))]
