@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     )
     # The default model of each kind: the name `nlp-service defaults` builds it under, and the model a
     # request (or `nlp-service translate/generate`) uses when it names none. When that model is not
-    # loaded, the first loaded one of its kind answers.
+    # loaded, such a request gets 503: never another model (it could be another language's).
     default_vectors_model: str = Field("w2v-es", description="Vectors model used when a request names none.")
     default_classifier_model: str = Field("bow-es", description="Model of /v1/classify when a request names none.")
     default_sentiment_model: str = Field("sentiment-es", description="Model of /v1/sentiment when a request names "
@@ -68,6 +68,37 @@ class Settings(BaseSettings):
     generation_max_queue: int = Field(256, ge=0, description="Generation: requests waiting for a slot; beyond: 429.")
     generation_max_input_tokens: int = Field(1024, ge=1, description="Generation: longest prompt (tokens).")
     generation_max_total_tokens: int = Field(2048, ge=2, description="Generation: prompt + new tokens, at most.")
+
+    generation_max_stop_sequences: int = Field(8, ge=0, description="Generation: most stop sequences in a request.")
+    generation_max_stop_chars: int = Field(256, ge=1, description="Generation: longest stop sequence (characters).")
+    translation_max_cost: int = Field(
+        32_768, ge=1, description="Translation: most decoding work in one request, as texts x beam_size x "
+        "max_length summed over its texts (measured on 2 cores: about 6,500 units a second).")
+    batch_max_queue: int = Field(
+        1_024, ge=1, description="Micro-batched models (classifiers, translators): most texts waiting per model; "
+        "beyond: 429.")
+
+    # Operation: timeouts, access, observability.
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a request may take, streams included; its work is then cancelled (504).")
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a client may take to send a request's headers and body; then the "
+        "connection is closed.")
+    keep_alive_s: int = Field(5, ge=1, description="Idle keep-alive connections are closed after this long.")
+    api_keys: str | None = Field(
+        None, description="Comma-separated API keys: when set (or api_keys_file), every route but /health and "
+        "/ready needs `Authorization: Bearer <key>`.")
+    api_keys_file: Path | None = Field(
+        None, description="File of accepted keys' SHA-256 hex digests, one per line, each optionally followed "
+        "by a label (`nlp-service hash-key` prints such a line).")
+    rate_limit_per_minute: int | None = Field(
+        None, ge=1, description="Requests a minute per API key (per client address without keys); beyond: 429.")
+    cors_origins: str | None = Field(
+        None, description="Comma-separated origins allowed by CORS (`*` for any); unset: CORS is off.")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text or as JSON objects.")
+    verify_checksums: bool = Field(
+        True, description="Check every model file against its manifest's SHA-256 at load (off: faster start "
+        "for very large models).")
 
     ann_ef_search: int = Field(64, description="HNSW ef at query time (higher: better recall, slower).")
     blas_threads: int = Field(

@@ -8,6 +8,7 @@ Layers above only translate them: the HTTP API maps each family to a status code
 - :class:`NotFound`: a named thing does not exist (404).
 - :class:`Overloaded`: try again shortly (429).
 - :class:`Unavailable`: nothing can answer this kind of request (503).
+- :class:`TimedOut`: the request took longer than the server allows; its work was cancelled (504).
 """
 
 from __future__ import annotations
@@ -65,5 +66,9 @@ class Unavailable(NLPServiceError):
     code = "no_model"
 
 
+class TimedOut(NLPServiceError):
+    code = "timeout"
+
+
 __all__ = ["InvalidInput", "LimitExceeded", "ModelNotFound", "NLPServiceError", "NotFound", "Overloaded",
-           "Unavailable"]
+           "TimedOut", "Unavailable"]

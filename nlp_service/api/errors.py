@@ -12,19 +12,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import InvalidInput, NLPServiceError, NotFound, Overloaded, Unavailable
+from ..errors import InvalidInput, NLPServiceError, NotFound, Overloaded, TimedOut, Unavailable
 
 log = logging.getLogger("nlp_service.api")
 
 _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
-                 503: "not_ready"}
+                 503: "not_ready", 504: "timeout"}
 
 
 # Each family of domain errors (nlp_service.errors) and its status; the first match wins.
 STATUS: tuple[tuple[type[NLPServiceError], int], ...] = (
     (Overloaded, 429),
     (Unavailable, 503),
+    (TimedOut, 504),
     (NotFound, 404),
     (InvalidInput, 422),
 )
