@@ -9,6 +9,8 @@ Layout::
 
 A save writes everything into a hidden temporary folder beside the target and renames it
 into place only once complete, so a crash or a bad input never leaves a half-written model.
+The save holds a lock on that folder while it writes, so a service starting meanwhile can tell
+the folder of a save in progress from one left by a killed process (:func:`remove_interrupted_saves`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,7 +34,15 @@ from typing import Any
 from ._version import __version__
 from .errors import NLPServiceError
 
+try:  # POSIX: a save's temporary folder is locked while it is written
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 MANIFEST = "manifest.json"
+NOT_A_MODEL = f"no {MANIFEST}: not a model folder saved by nlp-service (a complete save writes one)"
+# tempfile.mkdtemp(prefix=".tmp-<name>-"): 8 random characters from [a-z0-9_] follow the prefix.
+_TEMP_SAVE = re.compile(r"\.tmp-.+-[a-z0-9_]{8}")
 _TRACKED_LIBRARIES = ("numpy", "gensim", "spacy", "hnswlib", "torch", "transformers", "scikit-learn")
 
 
@@ -147,30 +158,97 @@ def reading(folder: Path, what: str) -> Iterator[None]:
 
 
 def verify_files(model_dir: Path, manifest: Manifest, *, checksums: bool = False) -> None:
-    """Check that every file the manifest lists is there with its size (and hash, if asked)."""
+    """Check that every file the manifest lists is there with its size (and hash, if asked).
+
+    Sizes of all files first (cheap, catches truncated copies), then the hashes, read in chunks:
+    a flipped byte keeps the size, and a model that loads from damaged weights answers garbage.
+    """
     for rel, info in manifest.files.items():
         path = Path(model_dir) / rel
         if not path.is_file():
-            raise ArtifactError(f"{model_dir}: missing file {rel}")
+            raise ArtifactError(f"{model_dir}: missing file {rel} (listed in the manifest)")
         if path.stat().st_size != info.get("size"):
             raise ArtifactError(f"{model_dir}: {rel} has size {path.stat().st_size}, manifest says {info.get('size')}")
-        if checksums and sha256_file(path) != info.get("sha256"):
-            raise ArtifactError(f"{model_dir}: {rel} does not match its sha256 in the manifest")
+    if not checksums:
+        return
+    for rel, info in manifest.files.items():
+        if sha256_file(Path(model_dir) / rel) != info.get("sha256"):
+            raise ArtifactError(f"{model_dir}: {rel} does not match its sha256 in the manifest "
+                                "(damaged or changed after the save)")
+
+
+def scan_models(models_dir: Path) -> tuple[list[tuple[Path, Manifest]], dict[str, str]]:
+    """The model folders under ``models_dir`` sorted by name, and apart the folders that are not
+    readable models (no or a malformed manifest) with why. Hidden folders (a save in progress,
+    ``.tmp-*``) are not models."""
+    found: list[tuple[Path, Manifest]] = []
+    problems: dict[str, str] = {}
+    if not Path(models_dir).is_dir():
+        return found, problems
+    for child in sorted(Path(models_dir).iterdir()):
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        if not (child / MANIFEST).is_file():
+            problems[child.name] = NOT_A_MODEL
+            continue
+        try:
+            found.append((child, read_manifest(child)))
+        except ArtifactError as exc:
+            problems[child.name] = str(exc)
+    return found, problems
 
 
 def list_models(models_dir: Path) -> list[tuple[Path, Manifest]]:
     """Every readable model folder under ``models_dir``, sorted by name (unreadable ones skipped)."""
-    found: list[tuple[Path, Manifest]] = []
+    return scan_models(models_dir)[0]
+
+
+def remove_interrupted_saves(models_dir: Path) -> list[str]:
+    """Remove the temporary folders that interrupted saves (a killed process) left in ``models_dir``;
+    return their names. A folder whose save still runs is locked by it and kept."""
+    removed: list[str] = []
     if not Path(models_dir).is_dir():
-        return found
+        return removed
     for child in sorted(Path(models_dir).iterdir()):
-        if child.name.startswith(".") or not child.is_dir():
+        if not _TEMP_SAVE.fullmatch(child.name) or child.is_symlink() or not child.is_dir():
             continue
         try:
-            found.append((child, read_manifest(child)))
-        except ArtifactError:
+            fd = os.open(child, os.O_RDONLY)
+        except OSError:  # removed meanwhile (another worker process)
             continue
-    return found
+        try:
+            if not _try_lock(fd):
+                continue
+            shutil.rmtree(child, ignore_errors=True)
+            if not child.exists():
+                removed.append(child.name)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _lock(folder: Path) -> int | None:
+    """Hold an exclusive lock on ``folder`` (released when the fd closes, or when the process dies)."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a filesystem without locks: save anyway, unprotected
+        os.close(fd)
+        return None
+    return fd
+
+
+def _try_lock(fd: int) -> bool:
+    """Whether no live process holds the lock of a save on this folder (then it is ours now)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a save in progress, or locks unsupported: keep the folder
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -187,6 +265,7 @@ def atomic_model_dir(models_dir: Path, name: str, *, overwrite: bool = False) ->
     if target.exists() and not overwrite:
         raise ArtifactError(f"model {name!r} already exists in {models_dir} (use overwrite)")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=models_dir))
+    lock = _lock(tmp)
     try:
         yield tmp
         if not (tmp / MANIFEST).is_file():
@@ -195,6 +274,9 @@ def atomic_model_dir(models_dir: Path, name: str, *, overwrite: bool = False) ->
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 def _replace_dir(new: Path, target: Path) -> None:

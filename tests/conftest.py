@@ -25,6 +25,8 @@ from nlp_service.text import Tokenizer
 from nlp_service.translate import Seq2SeqParams, TranslatorRun, build_translator
 from nlp_service.vectors import Word2VecParams, Word2VecRun, build_word2vec, convert_vectors
 
+from .helpers import ready_client
+
 BIBLE = DATASETS_DIR / "corpus_es" / "rv1909.txt.gz"
 
 
@@ -120,12 +122,13 @@ def translator_model(train_settings: Settings, parallel_files: list[Path]) -> Pa
 def settings(models_dir: Path, cache_dir: Path, w2v_model: Path, ft_model: Path, bow_model: Path,
              rnn_model: Path, translator_model: Path) -> Settings:
     return Settings(models_dir=models_dir, cache_dir=cache_dir, default_vectors_model="w2v-small",
-                    default_sentiment_model="rnn-small", default_classifier_model="bow-small", device="cpu",
+                    default_sentiment_model="rnn-small", default_classifier_model="bow-small",
+                    default_translator_model="tr-small", device="cpu",
                     preload_ann=False, max_words=50, max_texts=8, max_text_chars=2000, max_topn=100,
                     max_body_bytes=100_000)
 
 
 @pytest.fixture(scope="session")
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with ready_client(create_app(settings)) as c:
         yield c

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 W2V = "w2v-small"
@@ -53,3 +55,12 @@ def modules_loaded_by(code: str, candidates: Sequence[str]) -> list[str]:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
+
+
+@contextmanager
+def ready_client(app: FastAPI, timeout: float = 300.0) -> Iterator[TestClient]:
+    """A test client of ``app`` once its models are loaded: the app loads them in the background and
+    answers 503 "loading" until then."""
+    with TestClient(app) as client:
+        assert app.state.service.wait_until_ready(timeout), f"models not loaded after {timeout:.0f} s"
+        yield client

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nlp_service.serving import MicroBatcher
+from nlp_service.serving import MicroBatcher, QueueFull
 
 
 class Recorder:
@@ -45,7 +45,7 @@ def test_concurrent_requests_share_batches_and_keep_their_order() -> None:
     assert results == [[f"R{i}-{j}" for j in range(i % 3 + 1)] for i in range(30)]
     assert len(rec.batches) < 30  # coalesced
     assert max(len(b) for b in rec.batches) <= 16
-    assert rec.threads and all(name.startswith("batcher") for name in rec.threads)  # never the event loop
+    assert rec.threads and all(name.startswith("batch-") for name in rec.threads)  # never the event loop
 
 
 def test_an_oversized_request_runs_alone() -> None:
@@ -61,19 +61,45 @@ def test_an_oversized_request_runs_alone() -> None:
     assert rec.batches == [[str(i) for i in range(10)]]
 
 
-def test_errors_reach_every_waiter_of_the_batch_and_the_worker_survives() -> None:
+def test_one_bad_request_fails_alone_and_the_worker_survives() -> None:
+    """Issue 11, defect 2: one bad item among good ones failed the whole shared batch (91 of 145 good
+    requests got 500). Now the batch is run again request by request: only the bad one fails."""
     rec = Recorder(fail_on="boom")
 
     async def main() -> tuple[list[object], list[str]]:
         batcher: MicroBatcher[str, str] = MicroBatcher(rec, max_batch_size=8, max_wait_ms=30)
-        first = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["boom"]), return_exceptions=True)
+        first = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["boom"]), batcher.submit(["b", "c"]),
+                                     return_exceptions=True)
         after = await batcher.submit(["ok"])
         await batcher.close()
         return first, after
 
     first, after = asyncio.run(main())
-    assert all(isinstance(r, ValueError) for r in first)
+    assert first[0] == ["A"] and first[2] == ["B", "C"]
+    assert isinstance(first[1], ValueError)
     assert after == ["OK"]
+    assert ["a", "boom", "b", "c"] in rec.batches  # they did share a batch first
+
+
+def test_a_full_queue_refuses_with_queue_full() -> None:
+    """Issue 11, defect 4: the queues were unbounded (256 clients never saw a 429)."""
+    rec = Recorder(delay=0.2)
+
+    async def main() -> tuple[list[object], dict[str, float]]:
+        batcher: MicroBatcher[str, str] = MicroBatcher(rec, max_batch_size=2, max_wait_ms=0, max_queue=4)
+        busy = asyncio.create_task(batcher.submit(["x", "y"]))
+        await asyncio.sleep(0.05)  # the worker is inside that batch; the queue is empty
+        waiting = [asyncio.create_task(batcher.submit([f"w{i}", f"v{i}"])) for i in range(2)]  # 4 texts queued
+        await asyncio.sleep(0.01)
+        refused = await asyncio.gather(batcher.submit(["z"]), return_exceptions=True)
+        done = await asyncio.gather(busy, *waiting)
+        await batcher.close()
+        return [*refused, *done], batcher.stats.as_dict()
+
+    results, stats = asyncio.run(main())
+    assert isinstance(results[0], QueueFull) and results[0].details["limit"] == 4
+    assert results[1:] == [["X", "Y"], ["W0", "V0"], ["W1", "V1"]]
+    assert stats["rejected"] == 1 and stats["queued"] == 0
 
 
 def test_cancelled_requests_are_skipped() -> None:

@@ -21,8 +21,9 @@ from nlp_service.api import create_app
 from nlp_service.config import Settings
 from nlp_service.data import SPANISH_CORPUS
 from nlp_service.generate import GeneratorModel, GPT2Engine, SamplingParams, save_generator, train_byte_bpe
-from nlp_service.serving import Detokenizer, GenerationWorker, first_stop
+from nlp_service.serving import Detokenizer, GenerationFailed, GenerationWorker, first_stop
 
+from .helpers import ready_client
 from .test_e2e import run_server
 
 
@@ -46,13 +47,14 @@ def gen_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gen_settings(gen_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(models_dir=gen_models, cache_dir=tmp_path_factory.mktemp("gen-cache"), device="cpu",
+                    default_generator_model="gen-tiny",
                     generation_max_batch=4, generation_max_queue=2, generation_max_input_tokens=40,
                     generation_max_total_tokens=60)
 
 
 @pytest.fixture(scope="module")
 def gen_client(gen_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(gen_settings)) as c:
+    with ready_client(create_app(gen_settings)) as c:
         yield c
 
 
@@ -195,7 +197,8 @@ def test_engine_frees_slots_of_cancelled_streams(reference: GeneratorModel) -> N
 def test_openai_client_against_a_live_server(gen_models: Path, reference: GeneratorModel,
                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     openai = pytest.importorskip("openai")
-    with run_server(gen_models, tmp_path_factory.mktemp("gen-server")) as http:
+    with run_server(gen_models, tmp_path_factory.mktemp("gen-server"),
+                    {"NLP_DEFAULT_GENERATOR_MODEL": "gen-tiny"}) as http:
         client = openai.OpenAI(base_url=str(http.base_url) + "/v1", api_key="unused", max_retries=0)
         assert [m.id for m in client.models.list().data] == ["gen-tiny"]
         done = client.completions.create(model="gen-tiny", prompt="Más vale", max_tokens=12, temperature=0)
@@ -250,8 +253,9 @@ def test_detokenizer_streams_exact_text_across_split_characters(reference: Gener
 
 def test_a_failing_step_ends_every_open_stream_and_the_worker_keeps_serving(reference: GeneratorModel) -> None:
     """Fault injection: the third engine step raises after it has run (one request finished inside it,
-    its event lost with the exception). Every open stream still ends, with ``error``; the next request
-    is served normally."""
+    its event lost with the exception). Every open stream ends with :class:`GenerationFailed` (issue 11:
+    it used to end as a success cut short, finish reason "length" over HTTP) after the pieces it had; the
+    next request is served normally."""
     worker = GenerationWorker(reference.model, reference.tokenizer, device="cpu", max_slots=2, max_queue=2,
                               max_input_tokens=40, max_total_tokens=60)
     real_step, calls = worker.engine.step, itertools.count(1)
@@ -265,22 +269,65 @@ def test_a_failing_step_ends_every_open_stream_and_the_worker_keeps_serving(refe
     worker.engine.step = failing_step  # type: ignore[method-assign]
     ids = worker.encode("Más vale")
 
-    async def collect(n: int) -> list[Any]:
-        return [p async for p in worker.stream(ids, SamplingParams(max_new_tokens=n, ignore_eos=True))]
+    async def collect(n: int) -> tuple[list[Any], BaseException | None]:
+        pieces: list[Any] = []
+        try:
+            async for piece in worker.stream(ids, SamplingParams(max_new_tokens=n, ignore_eos=True)):
+                pieces.append(piece)
+        except GenerationFailed as exc:
+            return pieces, exc
+        return pieces, None
 
-    async def scenario() -> tuple[list[Any], list[Any], list[Any]]:
+    async def scenario() -> list[tuple[list[Any], BaseException | None]]:
         short, long = await asyncio.wait_for(asyncio.gather(collect(3), collect(40)), timeout=20)
         after = await asyncio.wait_for(collect(4), timeout=20)
-        return short, long, after
+        return [short, long, after]
 
     try:
-        short, long, after = asyncio.run(scenario())
-        assert short[-1].finish_reason == "error" and long[-1].finish_reason == "error"
-        assert len([p for p in short if p.token_id is not None]) == 2  # the third token was lost
-        assert after[-1].finish_reason == "length" and len(after) == 4
+        (short, short_error), (long, long_error), (after, after_error) = asyncio.run(scenario())
+        assert isinstance(short_error, GenerationFailed) and isinstance(long_error, GenerationFailed)
+        assert len(short) == 2 and all(p.finish_reason is None for p in short + long)  # the third token was lost
+        assert after_error is None and after[-1].finish_reason == "length" and len(after) == 4
         assert worker._active == 0 and not worker.engine.has_work
     finally:
         worker.close()
+
+
+def test_an_engine_failure_is_an_error_over_http_never_a_short_success(gen_client: TestClient) -> None:
+    """Issue 11, defect 1: a failing engine step ended the running generations, which came back 200 with a
+    few of their tokens and finish reason "length". Now: a 500 when nothing was sent yet, else the stream's
+    last event is an error (TGI's and OpenAI's shapes)."""
+    worker = gen_client.app.state.service.models.generation_worker("gen-tiny")  # type: ignore[attr-defined]
+    real_step = worker.engine.step
+
+    def fail_at_step(n: int) -> None:
+        calls = itertools.count(1)
+
+        def step() -> Any:
+            events = real_step()
+            if next(calls) == n:
+                raise RuntimeError("injected failure")
+            return events
+
+        worker.engine.step = step
+
+    try:
+        fail_at_step(3)
+        r = gen_client.post("/v1/generate", json={"inputs": "Más vale", "parameters": {"max_new_tokens": 20}})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error", r.text
+        fail_at_step(3)
+        r = gen_client.post("/v1/generate_stream", json={"inputs": "Más vale", "parameters": {"max_new_tokens": 20}})
+        events = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
+        assert events[-1]["error_type"] == "generation" and all(e.get("details") is None for e in events)
+        fail_at_step(3)
+        r = gen_client.post("/v1/completions", json={"prompt": "Más vale", "max_tokens": 20, "stream": True})
+        events = [line[5:].strip() for line in r.text.splitlines() if line.startswith("data:")]
+        assert "[DONE]" not in events and json.loads(events[-1])["error"]["type"] == "server_error"
+    finally:
+        worker.engine.step = real_step  # type: ignore[method-assign]
+    r = gen_client.post("/v1/generate", json={"inputs": "Más vale", "parameters": {"max_new_tokens": 5,
+                                                                                  "details": True}})
+    assert r.status_code == 200 and r.json()["details"]["generated_tokens"] == 5
 
 
 def test_a_tokenizer_larger_than_the_model_gets_422_not_a_dead_engine(tmp_path: Path, reference: GeneratorModel
@@ -295,8 +342,8 @@ def test_a_tokenizer_larger_than_the_model_gets_422_not_a_dead_engine(tmp_path: 
     save_generator(tmp_path / "models", "mismatched", model=reference.model, tokenizer=tokenizer, params={},
                    data={}, metrics={})
     settings = Settings(models_dir=tmp_path / "models", cache_dir=tmp_path / "cache", device="cpu",
-                        generation_max_batch=2, generation_max_total_tokens=60)
-    with TestClient(create_app(settings)) as c:
+                        default_generator_model="mismatched", generation_max_batch=2, generation_max_total_tokens=60)
+    with ready_client(create_app(settings)) as c:
         r = c.post("/v1/generate", json={"inputs": "Más vale <nuevo>", "parameters": {"max_new_tokens": 3}})
         assert r.status_code == 422, r.text
         assert r.json()["error"]["code"] == "validation_error"

@@ -298,3 +298,23 @@ def test_sampled_first_tokens_follow_the_models_distribution(model: GPT2LMHeadMo
     freq = torch.bincount(torch.tensor([o[0] for o in outs]), minlength=VOCAB).float() / 3000
     assert float((freq - want).abs().sum()) / 2 < 0.05, (freq[top.indices], want[top.indices])
     assert float(want.max()) < 0.6  # several likely tokens, not one
+
+
+def test_extreme_but_valid_parameters_sample_sensibly(model: GPT2LMHeadModel) -> None:
+    """Issue 11, defects 1 and 7: a seed of 2**63 or more overflowed the engine step (ending every running
+    generation), and a temperature of 1e-300 turned the logits into NaN (the last vocabulary token, again
+    and again). Any seed in [0, 2**64) samples, and a tiny temperature is greedy decoding."""
+    engine = GPT2Engine(model, max_slots=4)
+    greedy = engine.generate(PROMPTS[:2], SamplingParams(max_new_tokens=12, ignore_eos=True))
+    cold = SamplingParams(max_new_tokens=12, do_sample=True, temperature=1e-300, seed=1, ignore_eos=True)
+    assert engine.generate(PROMPTS[:2], cold) == greedy
+    for seed in (2**63, 2**64 - 1):
+        params = SamplingParams(max_new_tokens=12, do_sample=True, seed=seed, ignore_eos=True)
+        first = engine.generate(PROMPTS[:1], params)
+        assert first == engine.generate(PROMPTS[:1], params) and len(first[0]) == 12
+    # The top bit is kept: 2**63 and 0 are different seeds.
+    runs = {tuple(engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=12, do_sample=True, seed=s,
+                                                              ignore_eos=True))[0]) for s in (0, 2**63)}
+    assert len(runs) == 2
+    with pytest.raises(ValueError, match="seed"):
+        SamplingParams(seed=2**64).validate()

@@ -285,3 +285,10 @@ def test_settings_name_the_default_models() -> None:
     assert defaults == {Settings.model_fields[f].default for f in Settings.model_fields
                         if f.startswith("default_") and f.endswith("_model")}
     assert BowRun.__dataclass_fields__["name"].default is dataclasses.MISSING
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    """The README's tables are what operators read: a setting missing there does not exist for them."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [f"NLP_{name.upper()}" for name in Settings.model_fields if f"NLP_{name.upper()}" not in readme]
+    assert not missing, f"settings not in README.md: {missing}"

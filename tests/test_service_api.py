@@ -31,7 +31,7 @@ def test_info(client: TestClient, settings: Settings) -> None:
     assert info["version"]
     assert {"python", "numpy", "gensim"} <= set(info["libraries"])
     assert info["models"] == ALL_MODELS
-    assert info["models_dir"] == str(settings.models_dir)
+    assert "models_dir" not in info and str(settings.models_dir) not in r.text  # no filesystem paths
     assert isinstance(info["load_seconds"], float)
     assert info["limits"] == {
         "max_body_bytes": 100_000,
@@ -40,6 +40,7 @@ def test_info(client: TestClient, settings: Settings) -> None:
         "max_text_chars": 2000,
         "max_topn": 100,
         "max_beam_size": 8,
+        "translation_max_cost": settings.translation_max_cost,
     }
 
 

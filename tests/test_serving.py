@@ -23,6 +23,7 @@ def test_a_service_answers_each_capability(settings: Settings) -> None:
         service = Service(settings)
         service.start()
         try:
+            assert service.wait_until_ready(300)
             vectors = service.vectors.model(None)
             assert vectors.name == settings.default_vectors_model
             found = service.vectors.neighbors(vectors, word="rey", topn=3)

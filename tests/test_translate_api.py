@@ -19,7 +19,7 @@ from nlp_service.config import Settings
 from nlp_service.data import PARALLEL_LIBREOFFICE, iter_parallel
 from nlp_service.translate import TranslatorModel, import_marian
 
-from .helpers import assert_error
+from .helpers import assert_error, ready_client
 
 TEXTS = ["Pulse el icono para más información.", "Y dijo Dios: Sea la luz.", "Guardar como"]
 
@@ -155,8 +155,8 @@ def test_marian_backend_behind_the_same_endpoint(marian_dir: Path, tmp_path: Pat
                                              length_penalty=0.6), skip_special_tokens=True)
     assert model.translate([TEXTS[0]], beam_size=2, max_length=12) == [w.strip() for w in want]
 
-    settings = Settings(models_dir=models_dir, device="cpu", max_texts=4)
-    with TestClient(create_app(settings)) as c:
+    settings = Settings(models_dir=models_dir, device="cpu", max_texts=4, default_translator_model="opus-tiny-es-en")
+    with ready_client(create_app(settings)) as c:
         r = c.post("/v1/translate", json={"texts": TEXTS, "source": "es", "target": "en", "beam_size": 2})
         assert r.status_code == 200, r.text
         assert r.json()["model"] == "opus-tiny-es-en" and len(r.json()["translations"]) == 3

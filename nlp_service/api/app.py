@@ -10,8 +10,12 @@ from fastapi import FastAPI
 from .._version import __version__
 from ..config import Settings, get_settings
 from ..serving import Service
+from ._auth import add_access_control
+from ._logging import RequestId
+from ._metrics import RequestMetrics
+from ._middleware import CatchAll, Deadline
 from .errors import BodySizeLimit, install_error_handlers
-from .routers import classify, meta, openai, tgi, translate, vectors
+from .routers import classify, meta, metrics, openai, tgi, translate, vectors
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         # Process-wide: concurrent requests each run one BLAS call; extra BLAS threads only spin.
         limiter = threadpool_limits(limits=settings.blas_threads, user_api="blas")
+        # Returns at once: models load in a background thread, the port opens meanwhile, /ready says
+        # 503 "loading" until every model is tried (then 200).
         service.start()
         try:
             yield
@@ -41,7 +47,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = service
     install_error_handlers(app)
-    for router in (meta.router, vectors.router, classify.router, translate.router, tgi.router, openai.router):
+    for router in (meta.router, metrics.router, vectors.router, classify.router, translate.router, tgi.router,
+                   openai.router):
         app.include_router(router)
+    # Each middleware added wraps those added before it. From the inside out: unexpected errors as a 500
+    # that keeps the connection; the request's deadline and its client's disconnect cancel its work; body
+    # size; rate limit, API keys, CORS; the request id (on every response and log line, refusals too).
+    app.add_middleware(CatchAll)
+    app.add_middleware(Deadline, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    add_access_control(app, settings)
+    app.add_middleware(RequestId)
+    # Outermost: request metrics count every answer, refusals (401, 413, 429) included.
+    app.add_middleware(RequestMetrics)
     return app

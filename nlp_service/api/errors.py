@@ -1,5 +1,5 @@
-"""One error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``, and the one table
-that maps the domain's errors to status codes."""
+"""One error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``, the one table
+that maps the domain's errors to status codes, and how the OpenAPI document describes both."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +32,57 @@ STATUS: tuple[tuple[type[NLPServiceError], int], ...] = (
 )
 # What a client should do about some of them.
 HEADERS: dict[type[NLPServiceError], dict[str, str]] = {Overloaded: {"Retry-After": "1"}}
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="What went wrong, for programs: stable (e.g. model_not_found, limit_exceeded).")
+    message: str = Field(description="What went wrong, for people.")
+    details: dict[str, Any] = Field(description="The facts of the problem (e.g. limit and got); may be empty.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response (4xx and 5xx)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+# Why each status is answered, as the OpenAPI document says it.
+_DESCRIPTIONS = {
+    400: "The body could not be read (not UTF-8 text)",
+    401: "Missing or unknown API key (only when the service has keys: NLP_API_KEYS or NLP_API_KEYS_FILE)",
+    404: "No model (or thing) of that name",
+    413: "Request body larger than NLP_MAX_BODY_BYTES",
+    422: "Invalid request: malformed JSON, a field out of its schema, or a value over a configured limit",
+    429: "Too many requests: a model's queue is full, or the rate limit was reached; retry later",
+    503: "No model can answer this kind of request (none loaded, or it failed to load)",
+    504: "The request took longer than NLP_REQUEST_TIMEOUT_S; its work was cancelled",
+}
+# The headers some refusals carry.
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`: how to send a key.", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+}
+
+# Statuses by what a route does. Every route but /health and /ready: keys, rate limit, timeout.
+GUARDED = (401, 429, 504)
+# A route that takes a JSON body naming a model (or its kind's default).
+MODEL_QUERY = (*GUARDED, 400, 404, 413, 422, 503)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route (or router) answering ``statuses`` besides its success: each with the
+    ErrorResponse body. Declaring 422 also replaces FastAPI's own ``{"detail": ...}`` validation schema,
+    which this service never sends."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        responses[status] = {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
+        if status in _HEADERS:
+            responses[status]["headers"] = _HEADERS[status]
+    return responses
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import ModelsDir, app, settings_for
+from ._app import ModelsDir, app, settings_for, user_errors
 
 
 @app.command()
@@ -21,31 +21,28 @@ def serve(
         help="Server processes (default: NLP_WORKERS or 1); each loads the models and batches on its own.")] = None,
 ) -> None:
     """Start the HTTP service (OpenAPI docs at /docs)."""
-    import copy
     import os
 
     import uvicorn
-    import uvicorn.config
 
     from ..api import create_app
+    from ..api.server import check_settings, uvicorn_options
 
     settings = settings_for(models_dir, host=host, port=port, models=model or None, workers=workers)
     # Before numpy loads its BLAS (worker processes inherit it too); the app's lifespan also
     # applies the limit with threadpoolctl for apps built another way.
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(settings.blas_threads))
-    # The service's own log lines (models loaded or failed, engine start-up) in uvicorn's format,
-    # in every worker process (uvicorn applies log_config in each).
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["nlp_service"] = {"handlers": ["default"], "level": settings.log_level.upper(),
-                                            "propagate": False}
+    with user_errors():
+        check_settings(settings)  # a bad keys file is one line here, not a traceback per worker
     if settings.workers > 1:
         # Worker processes build their own app from the environment: pass the overrides on.
         os.environ["NLP_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
         if settings.models is not None:
             os.environ["NLP_MODELS"] = json.dumps(settings.models)
-        uvicorn.run("nlp_service.api.app:create_app", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_level=settings.log_level, log_config=log_config)
+        uvicorn.run("nlp_service.api.app:create_app", factory=True, workers=settings.workers,
+                    **uvicorn_options(settings, workers=True))
         return
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                log_config=log_config)
+    with user_errors():
+        app_ = create_app(settings)
+    uvicorn.run(app_, **uvicorn_options(settings))

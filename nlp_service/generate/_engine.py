@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._params import SamplingParams
-from ._sampling import apply_repetition_penalty, filter_top_k_top_p, sample_rows, seeded_uniform
+from ._sampling import (
+    apply_repetition_penalty,
+    filter_top_k_top_p,
+    sample_rows,
+    scale_by_temperature,
+    seeded_uniform,
+)
 
 
 @dataclass
@@ -448,8 +454,7 @@ class GPT2Engine:
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, r in enumerate(reqs) if r.params.do_sample]
         if sampled:
-            sub = logits[sampled] / torch.tensor([reqs[i].params.temperature for i in sampled],
-                                                 device=self.device)[:, None]
+            sub = scale_by_temperature(logits[sampled], [reqs[i].params.temperature for i in sampled])
             sub = filter_top_k_top_p(sub, [reqs[i].params.top_k for i in sampled],
                                      [reqs[i].params.top_p for i in sampled])
             # Each request's draw is a function of its seed and position only (see seeded_uniform):

@@ -25,8 +25,11 @@ class SamplingParams:
     top_k: int = option(0, "Sample among the k most likely tokens (0: all).", min=0)
     top_p: float = option(1.0, "Nucleus sampling: the smallest set of tokens with this much probability (1: all).",
                           above=0, max=1)
-    repetition_penalty: float = option(1.0, "transformers' repetition penalty (CTRL paper; 1: none).", above=0)
-    seed: int | None = option(None, "Sampling seed: the same seed gives the same text.")
+    # Beyond these bounds a penalty only overflows the logits (inf, then NaN probabilities).
+    repetition_penalty: float = option(1.0, "transformers' repetition penalty (CTRL paper; 1: none).", min=0.01,
+                                       max=100)
+    # 64 bits, as TGI's seed (u64): the engine keeps the bit pattern in a signed 64-bit tensor.
+    seed: int | None = option(None, "Sampling seed: the same seed gives the same text.", min=0, max=2**64 - 1)
     # Applied by the caller that detokenizes (the serving worker), not by the engine.
     stop: tuple[str, ...] = option((), "Stop sequence: the text ends before it (repeat for several).")
     ignore_eos: bool = option(False, "Keep generating past the end-of-text token.")

@@ -63,12 +63,24 @@ def seeded_uniform(seeds: Sequence[int], steps: Sequence[int], device: torch.dev
     """One uniform draw in (0, 1) per row, a pure function of (seeds[i], steps[i]): a counter-based
     generator, so a whole batch draws in one pass and a request's draws depend only on its seed and
     how many tokens it has made, never on what else is in the batch."""
-    seed = torch.tensor(seeds, dtype=torch.long, device=device)
+    # Seeds are 64-bit unsigned (TGI's u64); a signed tensor keeps the same bits.
+    seed = torch.tensor([s - (1 << 64) if s >= 1 << 63 else s for s in seeds], dtype=torch.long, device=device)
     step = torch.tensor(steps, dtype=torch.long, device=device) & _MASK32
     key = _mix32(_mix32(_mix32(seed & _MASK32) ^ ((seed >> 32) & _MASK32)) ^ step)
     bits = _mix32((key + 0x9E3779B9) & _MASK32)
     # 24 bits: exactly representable in float32 and strictly inside (0, 1).
     return ((bits >> 8).float() + 0.5) / float(1 << 24)
+
+
+def scale_by_temperature(logits: torch.Tensor, temperatures: Sequence[float]) -> torch.Tensor:
+    """``logits / temperature`` per row, in float32, and stable at any positive temperature: each row is
+    shifted so its best logit is 0 first, so a tiny temperature tends to greedy decoding (the best token
+    at 0, the rest at -inf) instead of overflowing to inf - inf = NaN."""
+    rows = logits.float()
+    rows = rows - rows.max(dim=-1, keepdim=True).values
+    finite_max = torch.finfo(torch.float32).max
+    inverse = torch.tensor([min(1.0 / t, finite_max) for t in temperatures], device=logits.device)
+    return rows * inverse[:, None]
 
 
 def sample_rows(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

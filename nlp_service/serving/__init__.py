@@ -8,15 +8,15 @@ from ._classify import Classification
 from ._generation import (
     Detokenizer,
     Generation,
+    GenerationFailed,
     Generations,
     GenerationWorker,
     Piece,
     PromptTooLong,
-    QueueFull,
     UnknownTokens,
     first_stop,
 )
-from ._limits import Limits
+from ._limits import Limits, QueueFull
 from ._manager import ModelManager
 from ._service import Service
 from ._translate import Translation
@@ -27,6 +27,7 @@ __all__ = [
     "Classification",
     "Detokenizer",
     "Generation",
+    "GenerationFailed",
     "GenerationWorker",
     "Generations",
     "Limits",

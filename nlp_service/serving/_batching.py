@@ -2,7 +2,10 @@
 
 Requests arriving within ``max_wait_ms`` of each other (up to ``max_batch_size`` items) are
 run as one batch by one worker thread, so concurrent clients share forward passes and the
-event loop never runs tensor code. Each request gets back exactly its own results, in order.
+event loop never runs tensor code. Each request gets back exactly its own results, in order, or
+its own error: when a batch fails, its requests are run again one by one, so one bad request
+never fails the others. The queue is bounded: beyond ``max_queue`` waiting items, a request is
+refused with :class:`QueueFull` (HTTP 429).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from ._limits import QueueFull
+from ._metrics import BATCH_SECONDS, BATCH_SIZE, QUEUE_DEPTH, REJECTED
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -28,11 +34,15 @@ class BatchStats:
     items: int = 0
     max_batch: int = 0
     busy_seconds: float = 0.0
+    queued: int = 0  # items waiting for a batch now
+    rejected: int = 0  # requests refused with a full queue
+    failed: int = 0  # requests that got an error
 
     def as_dict(self) -> dict[str, float]:
         mean = self.items / self.batches if self.batches else 0.0
         return {"batches": self.batches, "items": self.items, "max_batch": self.max_batch,
-                "mean_batch": round(mean, 2), "busy_seconds": round(self.busy_seconds, 3)}
+                "mean_batch": round(mean, 2), "busy_seconds": round(self.busy_seconds, 3), "queued": self.queued,
+                "rejected": self.rejected, "failed": self.failed}
 
 
 @dataclass
@@ -51,17 +61,25 @@ class MicroBatcher(Generic[T, R]):
     """
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_batch_size: int = 64,
-                 max_wait_ms: float = 5.0, name: str = "batcher") -> None:
-        if max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1")
+                 max_wait_ms: float = 5.0, max_queue: int = 1_000_000, name: str = "batcher",
+                 setting: str = "NLP_BATCH_MAX_QUEUE") -> None:
+        """``name`` labels its metrics and threads (a model's name); ``setting`` is what sets ``max_queue``,
+        for the error message."""
+        if max_batch_size < 1 or max_queue < 1:
+            raise ValueError("max_batch_size and max_queue must be at least 1")
         self.fn = fn
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
         self.name = name
+        self.setting = setting
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending[T, R]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._depth = QUEUE_DEPTH.labels(name)
+        self._sizes = BATCH_SIZE.labels(name)
+        self._seconds = BATCH_SECONDS.labels(name)
 
     def _ensure_started(self) -> asyncio.Queue[_Pending[T, R]]:
         if self._queue is None or self._task is None or self._task.done():
@@ -73,15 +91,24 @@ class MicroBatcher(Generic[T, R]):
         """Results for ``items`` (one request's worth), computed in a shared batch."""
         if not items:
             return []
+        if self.stats.queued + len(items) > self.max_queue:
+            self.stats.rejected += 1
+            REJECTED.labels(self.name).inc()
+            raise QueueFull(f"model {self.name!r} is busy: {self.stats.queued} texts are waiting (at most "
+                            f"{self.max_queue}); try again shortly", limit=self.max_queue, setting=self.setting)
         queue = self._ensure_started()
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
-        await queue.put(_Pending(items, future))
+        self._queued(len(items))
+        queue.put_nowait(_Pending(items, future))  # unbounded asyncio queue: the bound is the check above
         return await future
+
+    def _queued(self, change: int) -> None:
+        self.stats.queued += change
+        self._depth.set(self.stats.queued)
 
     async def _run(self) -> None:
         assert self._queue is not None
         queue = self._queue
-        loop = asyncio.get_running_loop()
         carry: _Pending[T, R] | None = None
         while True:
             first = carry or await queue.get()
@@ -100,32 +127,61 @@ class MicroBatcher(Generic[T, R]):
                     break
                 batch.append(nxt)
                 size += len(nxt.items)
+            self._queued(-sum(len(p.items) for p in batch))
             live = [p for p in batch if not p.future.done()]  # a cancelled request costs nothing
             if not live:
                 continue
-            flat: list[T] = [item for p in live for item in p.items]
-            start = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._executor, self.fn, flat)
-                if len(results) != len(flat):
-                    raise RuntimeError(f"{self.name}: got {len(results)} results for {len(flat)} inputs")
-            except Exception as exc:  # every waiter of the batch gets the error
-                log.exception("%s: batch of %d failed", self.name, len(flat))
+                results = await self._predict([item for p in live for item in p.items])
+            except Exception as exc:
+                if len(live) == 1:
+                    self._fail(live[0], exc)
+                    continue
+                # Find whose request it is: each gets its own result or error.
+                log.warning("%s: a batch of %d requests failed; running them one by one", self.name, len(live))
                 for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+                    await self._run_alone(p)
                 continue
-            finally:
-                self.stats.busy_seconds += time.perf_counter() - start
-            self.stats.batches += 1
-            self.stats.items += len(flat)
-            self.stats.max_batch = max(self.stats.max_batch, len(flat))
             offset = 0
             for p in live:
                 n = len(p.items)
                 if not p.future.done():
                     p.future.set_result(list(results[offset : offset + n]))
                 offset += n
+
+    async def _predict(self, flat: list[T]) -> Sequence[R]:
+        start = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self.fn, flat)
+        finally:
+            elapsed = time.perf_counter() - start
+            self.stats.busy_seconds += elapsed
+            self._seconds.observe(elapsed)
+        if len(results) != len(flat):
+            raise RuntimeError(f"{self.name}: got {len(results)} results for {len(flat)} inputs")
+        self.stats.batches += 1
+        self.stats.items += len(flat)
+        self.stats.max_batch = max(self.stats.max_batch, len(flat))
+        self._sizes.observe(len(flat))
+        return results
+
+    async def _run_alone(self, pending: _Pending[T, R]) -> None:
+        if pending.future.done():
+            return
+        try:
+            results = await self._predict(list(pending.items))
+        except Exception as exc:
+            self._fail(pending, exc)
+            return
+        if not pending.future.done():
+            pending.future.set_result(list(results))
+
+    def _fail(self, pending: _Pending[T, R], exc: Exception) -> None:
+        self.stats.failed += 1
+        if not isinstance(exc, ValueError):  # a bad request is the client's (a 4xx), anything else is logged
+            log.error("%s: a request of %d items failed", self.name, len(pending.items), exc_info=exc)
+        if not pending.future.done():
+            pending.future.set_exception(exc)
 
     async def close(self) -> None:
         if self._task is not None:

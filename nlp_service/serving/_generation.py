@@ -14,8 +14,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInput, LimitExceeded, Overloaded
+from ..errors import InvalidInput, LimitExceeded, NLPServiceError
 from ..generate import GeneratorModel, GPT2Engine, Request, SamplingParams
+from ._limits import QueueFull
+from ._metrics import (
+    GENERATION_ERRORS,
+    GENERATIONS_RUNNING,
+    GENERATIONS_WAITING,
+    REJECTED,
+    TIME_TO_FIRST_TOKEN,
+    TOKENS_GENERATED,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -24,12 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("nlp_service.generate")
 
 
-class QueueFull(Overloaded):
-    """Every slot is busy and the waiting queue is full: try again shortly."""
-
-
 class PromptTooLong(LimitExceeded):
     """A prompt over the longest prompt, or prompt + new tokens over the total, in tokens."""
+
+
+class GenerationFailed(NLPServiceError):
+    """The engine failed while this request was running: the server's fault (500), reported as an error,
+    never as a text cut short."""
+
+    code = "generation_failed"
 
 
 class UnknownTokens(InvalidInput):
@@ -50,7 +62,9 @@ class Piece:
 class _Stream:
     queue: asyncio.Queue[tuple[int | None, str | None]]  # (token, finish reason on the last message)
     loop: asyncio.AbstractEventLoop
+    admitted: float  # time.perf_counter() when the request was queued
     counted: bool = True  # holds one of the worker's places until released
+    started: bool = False  # has had its first token
 
 
 class Detokenizer:
@@ -79,10 +93,13 @@ class GenerationWorker:
         """The worker of a loaded generator, with the service's limits."""
         return cls(model.model, model.tokenizer, device=str(model.device), max_slots=settings.generation_max_batch,
                    max_queue=settings.generation_max_queue, max_input_tokens=settings.generation_max_input_tokens,
-                   max_total_tokens=settings.generation_max_total_tokens)
+                   max_total_tokens=settings.generation_max_total_tokens,
+                   max_stop_sequences=settings.generation_max_stop_sequences,
+                   max_stop_chars=settings.generation_max_stop_chars, name=model.name)
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str, max_slots: int, max_queue: int,
-                 max_input_tokens: int, max_total_tokens: int) -> None:
+                 max_input_tokens: int, max_total_tokens: int, max_stop_sequences: int = 8,
+                 max_stop_chars: int = 256, name: str = "generator") -> None:
         # The KV cache holds max_slots x max_total_tokens positions: no more than a request may use.
         start = time.perf_counter()
         self.engine = GPT2Engine(model, max_slots=max_slots, device=device, max_seq=max_total_tokens)
@@ -93,6 +110,14 @@ class GenerationWorker:
         self.max_queue = max_queue
         self.max_input_tokens = min(max_input_tokens, self.engine.max_seq - 1)
         self.max_total_tokens = min(max_total_tokens, self.engine.max_seq)
+        # Each generated token is matched against every stop sequence: their number and length bound that cost.
+        self.max_stop_sequences = max_stop_sequences
+        self.max_stop_chars = max_stop_chars
+        self.name = name
+        self._running = GENERATIONS_RUNNING.labels(name)
+        self._waiting = GENERATIONS_WAITING.labels(name)
+        self._tokens = TOKENS_GENERATED.labels(name)
+        self._ttft = TIME_TO_FIRST_TOKEN.labels(name)
         # Short critical sections only: the engine thread never holds this lock while it steps, so the
         # event loop never waits for a decode step to finish.
         self._lock = threading.Lock()
@@ -111,8 +136,19 @@ class GenerationWorker:
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
-    def check(self, prompt_ids: Sequence[int], max_new_tokens: int) -> None:
+    def check(self, prompt_ids: Sequence[int], params: SamplingParams) -> None:
         """The one check of a generation request (limits, token ids); the engine's own is a safety net."""
+        max_new_tokens = params.max_new_tokens
+        stops = [s for s in params.stop if s]
+        if len(stops) > self.max_stop_sequences:
+            raise LimitExceeded(f"stop: {len(stops)} stop sequences (at most {self.max_stop_sequences})",
+                                limit=self.max_stop_sequences, got=len(stops),
+                                setting="NLP_GENERATION_MAX_STOP_SEQUENCES")
+        for i, stop in enumerate(stops):
+            if len(stop) > self.max_stop_chars:
+                raise LimitExceeded(f"stop[{i}] has {len(stop)} characters (at most {self.max_stop_chars})",
+                                    limit=self.max_stop_chars, got=len(stop), index=i,
+                                    setting="NLP_GENERATION_MAX_STOP_CHARS")
         n = len(prompt_ids)
         if n == 0:
             raise PromptTooLong("the prompt is empty", limit=self.max_input_tokens, got=0,
@@ -136,7 +172,7 @@ class GenerationWorker:
     async def stream(self, prompt_ids: Sequence[int], params: SamplingParams) -> AsyncGenerator[Piece, None]:
         """Pieces of text as they are generated; the last one carries the finish reason. Closing the
         iterator early (a client that went away) frees the request's slot at the next step."""
-        self.check(prompt_ids, params.max_new_tokens)
+        self.check(prompt_ids, params)
         loop = asyncio.get_running_loop()
         with self._wake:
             if self._closed:
@@ -144,10 +180,11 @@ class GenerationWorker:
             limit = self.engine.max_slots + self.max_queue
             if self._active >= limit:
                 self.stats["rejected"] += 1
+                REJECTED.labels(self.name).inc()
                 raise QueueFull(f"the generation queue is full: {self._active} requests running or queued (limit "
                                 f"{self.engine.max_slots} slots + {self.max_queue} queued)")
             rid = next(self._next_id)
-            stream = _Stream(asyncio.Queue(), loop)
+            stream = _Stream(asyncio.Queue(), loop, time.perf_counter())
             self._streams[rid] = stream
             self._inbox.append((rid, list(prompt_ids), params))
             self._active += 1
@@ -160,6 +197,8 @@ class GenerationWorker:
         try:
             while True:
                 token, reason = await stream.queue.get()
+                if reason == "error":
+                    raise GenerationFailed("generation failed in the engine; the error is in the server log")
                 done = reason is not None
                 if token is not None and reason != "eos":
                     detok.add(token)
@@ -224,6 +263,7 @@ class GenerationWorker:
                         progressed.append((rid, event.token, None))
             except Exception:  # a failing step must not leave clients waiting forever
                 log.exception("generation step failed")
+                GENERATION_ERRORS.labels(self.name).inc(len(requests))
                 self.engine.fail_all()
                 # Every request still open here ends with an error, including those that finished
                 # earlier in this step (their events were lost with the exception).
@@ -235,13 +275,21 @@ class GenerationWorker:
                     ids.pop(req.id, None)
             self.stats["steps"] += 1
             self.stats["max_running"] = max(self.stats["max_running"], len(self.engine.running))
+            self._running.set(len(self.engine.running))
+            self._waiting.set(len(self.engine.waiting))
+            now = time.perf_counter()
             deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Stream, int | None, str | None]]] = {}
             with self._wake:
                 for rid, token, reason in [*progressed, *ended]:
                     stream = self._streams.get(rid)
                     if stream is None:
                         continue
-                    self.stats["tokens"] += token is not None
+                    if token is not None:
+                        self.stats["tokens"] += 1
+                        self._tokens.inc()
+                        if not stream.started:
+                            stream.started = True
+                            self._ttft.observe(now - stream.admitted)
                     if reason is not None and stream.counted:
                         stream.counted = False
                         self._active -= 1

@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInput, LimitExceeded
+from ..errors import InvalidInput, LimitExceeded, Overloaded
 
 if TYPE_CHECKING:
     from ..config import Settings
+
+
+class QueueFull(Overloaded):
+    """A worker's queue is at its limit (a model's waiting texts, or generations running and waiting):
+    try again shortly (429 with Retry-After)."""
 
 
 class Limits:
@@ -25,11 +30,12 @@ class Limits:
         self.max_topn = settings.max_topn
         self.max_beam_size = settings.max_beam_size
         self.max_body_bytes = settings.max_body_bytes
+        self.translation_max_cost = settings.translation_max_cost
 
     def describe(self) -> dict[str, Any]:
         return {"max_body_bytes": self.max_body_bytes, "max_words": self.max_words, "max_texts": self.max_texts,
                 "max_text_chars": self.max_text_chars, "max_topn": self.max_topn,
-                "max_beam_size": self.max_beam_size}
+                "max_beam_size": self.max_beam_size, "translation_max_cost": self.translation_max_cost}
 
     def texts(self, texts: Sequence[str]) -> None:
         """At most ``max_texts`` texts, each of at most ``max_text_chars`` characters and not blank."""
@@ -49,6 +55,14 @@ class Limits:
 
     def beam_size(self, beam_size: int) -> None:
         _over(beam_size, self.max_beam_size, "beam_size", "NLP_MAX_BEAM_SIZE")
+
+    def translation_cost(self, cost: int) -> None:
+        """A translation request's decoding work: texts x beam_size x max_length, summed over its texts."""
+        if cost > self.translation_max_cost:
+            raise LimitExceeded(f"this request asks for {cost} units of decoding work (texts x beam_size x "
+                                f"max_length, summed; at most {self.translation_max_cost}): send fewer texts, a "
+                                "smaller beam_size or max_length", limit=self.translation_max_cost, got=cost,
+                                setting="NLP_TRANSLATION_MAX_COST")
 
 
 def _most(count: int, limit: int, what: str, setting: str) -> None:

@@ -27,8 +27,15 @@ class Service:
         self.generation = Generations(self.models, settings)
 
     def start(self) -> None:
-        """Load the configured models and start their workers."""
-        self.models.load_all()
+        """Start loading the configured models (and their workers) in a background thread and return at
+        once: a server opens its port meanwhile, its /ready says 503 "loading" until every model is tried.
+        It first removes the temporary folders that killed saves left in the models folder."""
+        self.models.start()
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        """Block until every configured model has been tried (loaded or failed); False on timeout.
+        For callers that need the models before they go on (tests, batch jobs)."""
+        return self.models.wait_until_ready(timeout)
 
     async def close(self) -> None:
         await self.models.close()

@@ -20,8 +20,12 @@ class Translation:
         self.models, self.limits, self.settings = models, limits, settings
 
     def model(self, name: str | None = None, source: str | None = None, target: str | None = None) -> TranslatorModel:
-        """The named translator (which must translate ``source``/``target`` when given), else one that
-        translates them: the default translator if it does, else the first loaded."""
+        """The named translator (which must translate ``source``/``target`` when given); else one that
+        translates the languages given: the default translator if it does, else the first loaded that does;
+        with neither a name nor languages, the default translator (never another: it could translate other
+        languages)."""
+        if name is None and source is None and target is None:
+            return self.models.get("translator", None, self.settings.default_translator_model)
         if name is not None:
             model: TranslatorModel = self.models.get("translator", name)
             for side, want, have in (("source", source, model.source_lang), ("target", target, model.target_lang)):
@@ -46,5 +50,6 @@ class Translation:
         """Translations in order, decoded in batches shared with concurrent requests."""
         self.limits.texts(texts)
         self.limits.beam_size(options.beam_size)
-        model.check_lengths(texts)
+        counts = model.check_lengths(texts)
+        self.limits.translation_cost(sum(options.cost(n) for n in counts))
         return await self.models.batcher(model.name).submit([TranslationRequest(t, options) for t in texts])

@@ -104,11 +104,14 @@ class TranslatorModel:
     def max_source_tokens(self) -> int:
         return self.impl.max_source_tokens
 
-    def check_lengths(self, texts: Sequence[str]) -> None:
-        """Raise :class:`InputTooLong` for the first text the model cannot take whole."""
-        for i, n in enumerate(self.impl.count(texts)):
+    def check_lengths(self, texts: Sequence[str]) -> list[int]:
+        """The texts' lengths in subword pieces; :class:`InputTooLong` for the first text the model cannot
+        take whole."""
+        counts = self.impl.count(texts)
+        for i, n in enumerate(counts):
             if n > self.impl.max_source_tokens:
                 raise InputTooLong(i, n, self.impl.max_source_tokens)
+        return counts
 
     def translate(self, texts: Sequence[str], *, beam_size: int = default_of(DecodeOptions, "beam_size"),
                   max_length: int | None = None, length_penalty: float = default_of(DecodeOptions, "length_penalty")
@@ -247,7 +250,7 @@ class MarianRuntime:
             batch = self.tokenizer([texts[r] for r in rows], return_tensors="pt", padding=True, truncation=True,
                                    max_length=self.max_source_tokens).to(self.device)
             # generate() has one length cap per batch; batches hold texts of similar length.
-            limit = max_length or int(2 * batch["input_ids"].shape[1] + 10)
+            limit = DecodeOptions(max_length=max_length).length_limit(int(batch["input_ids"].shape[1]))
             with torch.inference_mode():
                 generated = self.model.generate(**batch, num_beams=beam_size, max_new_tokens=limit,
                                                 do_sample=False, length_penalty=alpha)

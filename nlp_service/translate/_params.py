@@ -34,6 +34,14 @@ class DecodeOptions:
     def __post_init__(self) -> None:
         check(self)
 
+    def length_limit(self, source_pieces: int) -> int:
+        """Most pieces of the translation of a text of ``source_pieces`` pieces."""
+        return self.max_length or 2 * source_pieces + 10
+
+    def cost(self, source_pieces: int) -> int:
+        """The decoding work of one text, in decoder steps x beams: what a request's cost cap counts."""
+        return self.beam_size * self.length_limit(source_pieces)
+
 
 @dataclass
 class LengthFilter:

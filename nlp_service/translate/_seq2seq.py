@@ -267,12 +267,14 @@ def collate(seqs: list[list[int]], device: torch.device) -> tuple[torch.Tensor, 
 
 
 def decode_many(model: Seq2Seq, sources: list[list[int]], *, beam_size: int = 1, max_length: int | None = None,
-                max_ratio: float = 2.0, alpha: float = 0.6, batch_size: int = 64, device: torch.device | None = None
-                ) -> list[list[int]]:
+                alpha: float = 0.6, batch_size: int = 64, device: torch.device | None = None) -> list[list[int]]:
     """Translate encoded sources (each ending in ``</s>``): batches of similar length, order restored.
 
-    ``max_length`` caps output pieces; by default ``max_ratio`` x the source length + 10.
+    ``max_length`` caps output pieces; by default :meth:`DecodeOptions.length_limit` of the source.
     """
+    from ._params import DecodeOptions
+
+    limits = DecodeOptions(max_length=max_length)
     dev = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -283,7 +285,7 @@ def decode_many(model: Seq2Seq, sources: list[list[int]], *, beam_size: int = 1,
     for lo in range(0, len(order), step):
         rows = order[lo : lo + step]
         src, src_len = collate([sources[r] for r in rows], dev)
-        limit = max_length or [int(max_ratio * int(x)) + 10 for x in src_len]
+        limit = [limits.length_limit(int(x)) for x in src_len]
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
             if beam_size == 1:
                 pieces, _ = greedy_decode(model, src, src_len, limit)

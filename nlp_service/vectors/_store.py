@@ -62,9 +62,11 @@ def unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unitvec(vec: np.ndarray) -> np.ndarray:
-    vec = np.asarray(vec, dtype=np.float32)
+    # In float64: the norm of a float32 vector with large components overflows float32 (1e38 x 100
+    # dimensions would give inf, and a zero vector).
+    vec = np.asarray(vec, dtype=np.float64)
     norm = np.linalg.norm(vec)
-    return (vec / norm).astype(np.float32) if norm > 0 else vec
+    return (vec / norm).astype(np.float32) if norm > 0 else vec.astype(np.float32)
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -269,14 +271,16 @@ class VectorStore:
         self.check_words(words)
         if not positive and not negative:
             raise ValueError("give at least one positive or negative word or vector")
-        mean = np.zeros(self.dim, dtype=np.float32)
+        mean = np.zeros(self.dim, dtype=np.float64)  # float64: query vectors may be near float32's limit
         for sign, items in ((1.0, positive), (-1.0, negative)):
             for item in items:
-                vec = self.lookup(item)[0] if isinstance(item, str) else np.asarray(item, dtype=np.float32)
+                vec = self.lookup(item)[0] if isinstance(item, str) else np.asarray(item, dtype=np.float64)
                 if vec.shape != (self.dim,):
                     raise ValueError(f"vector has {vec.shape[0]} dimensions, the model has {self.dim}")
-                mean += np.float32(sign) * vec
-        mean = mean / np.float32(len(positive) + len(negative))
+                if not np.all(np.isfinite(vec)):
+                    raise ValueError("vector: every component must be a finite number")
+                mean += sign * vec
+        mean = mean / (len(positive) + len(negative))
         exclude = {i for i in map(self.vocab.get, words) if i is not None}
         return _unitvec(mean), exclude
 

@@ -9,21 +9,21 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ...errors import InvalidInput
 from ...generate import SamplingParams
-from ...serving import Generation
+from ...options import bounds
+from ...serving import Generation, GenerationFailed
+from ..schemas import RequestBody
 from ._sse import event
 
 # Our finish reasons (the engine's) in OpenAI's words.
 FINISH_REASONS = {"length": "length", "eos": "stop", "stop": "stop"}
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(RequestBody):
     """OpenAI's ``POST /v1/completions`` (the parameters this service implements; others are refused)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
     prompt: str | list[str]
@@ -32,8 +32,9 @@ class CompletionRequest(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
     stream: bool = False
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(None, description="Stop sequences (at most "
+                                        "NLP_GENERATION_MAX_STOP_SEQUENCES).")
+    seed: int | None = Field(None, **bounds(SamplingParams, "seed"))
     user: str | None = None
     echo: bool = False
 
@@ -111,5 +112,7 @@ async def completion_events(body: CompletionRequest, model: str, text_prompt: st
             if piece.text or reason:
                 yield event(_chunk(cid, created, model, piece.text, reason))
         yield event("[DONE]")
+    except GenerationFailed as exc:  # the stream has begun: the error is its last event, as OpenAI sends it
+        yield event({"error": {"message": exc.message, "type": "server_error", "code": exc.code}})
     finally:
         await generation.aclose()

@@ -10,31 +10,33 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...generate import SamplingParams
-from ...serving import Generation
+from ...options import bounds
+from ...serving import Generation, GenerationFailed
+from ..schemas import RequestBody
 from ._sse import event
 
 # Our finish reasons (the engine's) in TGI's words.
 FINISH_REASONS = {"length": "length", "eos": "eos_token", "stop": "stop_sequence"}
 
 
-class GenerateParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class GenerateParameters(RequestBody):
     max_new_tokens: int = Field(20, ge=1, description="Most tokens to generate.")
     do_sample: bool = Field(False, description="Sample (with temperature/top_k/top_p); false is greedy decoding.")
     temperature: float | None = Field(None, gt=0, description="Sampling temperature (implies do_sample).")
     top_k: int | None = Field(None, ge=1, description="Sample among the k most likely tokens (implies do_sample).")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass (implies do_sample).")
-    repetition_penalty: float | None = Field(None, gt=0, description="transformers' repetition penalty (1: none).")
-    seed: int | None = Field(None, description="Seed of this request's sampling: same seed, same text.")
-    stop: list[str] = Field(default_factory=list, max_length=8,
-                            description="Stop sequences: generation ends before the first one found.")
+    repetition_penalty: float | None = Field(None, **bounds(SamplingParams, "repetition_penalty"),
+                                             description="transformers' repetition penalty (1: none).")
+    seed: int | None = Field(None, **bounds(SamplingParams, "seed"),
+                             description="Seed of this request's sampling (64 bits): same seed, same text.")
+    stop: list[str] = Field(default_factory=list, description="Stop sequences: generation ends before the first one "
+                            "found (at most NLP_GENERATION_MAX_STOP_SEQUENCES).")
     details: bool = Field(False, description="Return finish reason, token count, seed and tokens.")
     return_full_text: bool = Field(False, description="Prepend the prompt to generated_text.")
 
 
-class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+class GenerateRequest(RequestBody):
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"inputs": "En el principio", "parameters": {"max_new_tokens": 30, "do_sample": True,
                                                                    "top_p": 0.9, "seed": 1}}]})
 
@@ -106,5 +108,7 @@ async def events(body: GenerateRequest, generation: Generation) -> AsyncIterator
                 message["details"] = {"finish_reason": FINISH_REASONS.get(piece.finish_reason, "length"),
                                     "generated_tokens": count, "seed": generation.seed}
             yield event(message)
+    except GenerationFailed as exc:  # the stream has begun: the error is its last event, as TGI sends it
+        yield event({"error": exc.message, "error_type": "generation"})
     finally:
         await generation.aclose()  # a client that went away frees its slot at the next engine step

@@ -9,9 +9,10 @@ from fastapi import APIRouter
 
 from ...classify import ClassifierModel, Prediction
 from ..deps import ClassificationDep
+from ..errors import MODEL_QUERY, error_responses
 from ..schemas.classify import ClassifyRequest, ClassifyResponse, ClassResult
 
-router = APIRouter(prefix="/v1", tags=["classification"])
+router = APIRouter(prefix="/v1", tags=["classification"], responses=error_responses(*MODEL_QUERY))
 
 
 def _response(model: ClassifierModel, predictions: Sequence[Prediction]) -> ClassifyResponse:

@@ -8,12 +8,19 @@ from typing import Any
 from fastapi import APIRouter
 
 from ..deps import GenerationDep
+from ..errors import MODEL_QUERY, error_responses
 from ..protocols import event_stream, openai
 
-router = APIRouter(prefix="/v1", tags=["generation"])
+router = APIRouter(prefix="/v1", tags=["generation"], responses=error_responses(*MODEL_QUERY))
 
 
 @router.post("/completions", response_model=openai.CompletionResponse, response_model_exclude_none=True,
+             responses={200: {
+                 "description": "The completion; with `stream`, server-sent events: one `data:` chunk per token "
+                 "(CompletionResponse's shape, without usage), then `data: [DONE]`; an error after the stream began is "
+                 "a last `data: {error}` event.",
+                 "content": {"text/event-stream": {"itemSchema": {  # each event; its data is JSON but the last
+                     "type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}}}}},
              summary="OpenAI-compatible text completion (with stream)")
 async def completions(body: openai.CompletionRequest, generation: GenerationDep) -> Any:
     model = generation.model(body.model)

@@ -7,9 +7,10 @@ from fastapi import APIRouter
 
 from ...translate import DecodeOptions
 from ..deps import TranslationDep
+from ..errors import MODEL_QUERY, error_responses
 from ..schemas.translate import TranslateRequest, TranslateResponse
 
-router = APIRouter(prefix="/v1", tags=["translation"])
+router = APIRouter(prefix="/v1", tags=["translation"], responses=error_responses(*MODEL_QUERY))
 
 
 @router.post("/translate", response_model=TranslateResponse, summary="Translate texts (beam search or greedy)")

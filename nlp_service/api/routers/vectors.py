@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from ...vectors import Neighbor as FoundNeighbor
 from ..deps import VectorsDep
+from ..errors import MODEL_QUERY, error_responses
 from ..schemas.vectors import (
     AnalogyRequest,
     AnalogyResponse,
@@ -25,7 +26,7 @@ from ..schemas.vectors import (
     WordVectorsResponse,
 )
 
-router = APIRouter(prefix="/v1", tags=["vectors"])
+router = APIRouter(prefix="/v1", tags=["vectors"], responses=error_responses(*MODEL_QUERY))
 
 
 def _neighbors(found: Sequence[FoundNeighbor]) -> list[Neighbor]:

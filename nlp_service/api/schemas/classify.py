@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ._base import RequestBody
 
 
-class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+class ClassifyRequest(RequestBody):
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"texts": ["Una película preciosa y emocionante.", "Aburrida de principio a fin."]}]})
 
     model: str | None = Field(None, description="Classifier name (GET /v1/models); the default one if omitted.")
-    texts: list[str] = Field(min_length=1, description="Texts to classify (at most NLP_MAX_TEXTS).")
+    texts: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        min_length=1, description="Texts to classify (at most NLP_MAX_TEXTS).")
 
 
 class ClassResult(BaseModel):

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ...options import bounds, default_of
 from ...translate import DecodeOptions
+from ._base import RequestBody
 
 
-class TranslateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+class TranslateRequest(RequestBody):
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"texts": ["Pulse el icono para más información.", "Y dijo Dios: Sea la luz."],
                       "source": "es", "target": "en", "beam_size": 5}]})
 
-    texts: list[str] = Field(min_length=1, description="Texts to translate (at most NLP_MAX_TEXTS).")
+    texts: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        min_length=1, description="Texts to translate (at most NLP_MAX_TEXTS).")
     source: str | None = Field(None, description="Source language code; with `target`, picks the model.",
                                examples=["es"])
     target: str | None = Field(None, description="Target language code.", examples=["en"])

@@ -6,12 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from ._base import RequestBody
+
 Word = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Vectors are float32: a larger component would be infinite once stored.
+Component = Annotated[float, Field(ge=-3.4e38, le=3.4e38)]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Request(RequestBody):
     model: str | None = Field(None, description="Vectors model name (GET /v1/models); default model if omitted.")
 
 
@@ -36,13 +38,12 @@ class NeighborsRequest(_Request):
     """Give exactly one of ``word``, ``vector``, or ``positive``/``negative`` word lists."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [{"word": "rey", "topn": 5}, {"positive": ["rey", "mujer"],
                                                                       "negative": ["hombre"]}]},
     )
 
     word: Word | None = None
-    vector: list[float] | None = Field(None, description="A query vector with the model's dimensions.")
+    vector: list[Component] | None = Field(None, description="A query vector with the model's dimensions.")
     positive: list[Word] = Field(default_factory=list)
     negative: list[Word] = Field(default_factory=list)
     topn: int = Field(10, ge=1, description="How many neighbours (at most the server's max_topn).")
@@ -65,7 +66,7 @@ class NeighborsResponse(BaseModel):
 class AnalogyRequest(_Request):
     """``a`` is to ``b`` as ``c`` is to ?"""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"a": "hombre", "b": "rey",
+    model_config = ConfigDict(json_schema_extra={"examples": [{"a": "hombre", "b": "rey",
                                                                                 "c": "mujer"}]})
     a: Word
     b: Word
