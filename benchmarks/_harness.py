@@ -546,3 +546,14 @@ def finish_document(doc: dict[str, Any]) -> str:
     doc["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     doc["wall_seconds"] = round(elapsed(), 1)
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_document(doc: dict[str, Any], out: Path | None) -> None:
+    """Finish the document (:func:`finish_document`) and write it to ``out``, or to stdout without one."""
+    text = finish_document(doc)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        log(f"wrote {out}")
+    else:
+        sys.stdout.write(text)

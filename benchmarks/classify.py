@@ -56,7 +56,6 @@ from _harness import (
     add_scratch_args,
     benchmark_parser,
     chosen_sections,
-    finish_document,
     latency_stats,
     load_test,
     log,
@@ -70,6 +69,7 @@ from _harness import (
     sizes,
     start_server,
     use_library,
+    write_document,
 )
 
 if TYPE_CHECKING:
@@ -917,13 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = run_sections(doc, {name: functools.partial(run, cfg, state) for name, run in _RUNNERS.items()},
                               cfg.sections)
     doc["goals"] = _goals(doc)
-    text = finish_document(doc)
-    if cfg.out is not None:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(text, encoding="utf-8")
-        log(f"wrote {cfg.out}")
-    else:
-        sys.stdout.write(text)
+    write_document(doc, cfg.out)
     if cfg.markdown:
         md = markdown(doc)
         if cfg.markdown == "-":

@@ -65,7 +65,6 @@ from _harness import (
     Server,
     add_scratch_args,
     chosen_sections,
-    finish_document,
     git_state,
     log,
     machine_info,
@@ -78,6 +77,7 @@ from _harness import (
     serving,
     snapshot_library,
     use_library,
+    write_document,
 )
 
 SECTIONS = ("vectors", "classification", "translation", "generation", "mixed")
@@ -143,6 +143,7 @@ class Config:
     warmup_seconds: float
     clients: int
     client_pool: str
+    retry_after: str
     request_timeout: float
     models_dir: Path
     models: dict[str, str]
@@ -175,6 +176,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--warmup-seconds", type=float, default=2.0,
                    help="unrecorded load before each section's recorded part (connections, caches, batches)")
     p.add_argument("--clients", type=int, default=256, help="concurrent clients (and httpx pool size) per section")
+    p.add_argument("--retry-after", choices=("honor", "ignore"), default="honor",
+                   help="honor: a client answered 429 waits its Retry-After seconds before its next request, as "
+                   "the openai and TGI clients do; ignore: it retries at once (a flood of refusals, which costs the "
+                   "server CPU that the accepted requests needed)")
     p.add_argument("--client-pool", choices=("per-client", "shared"), default="per-client",
                    help="per-client: one httpx.AsyncClient (pool of 1) per client; shared: one httpx.AsyncClient "
                    "with a pool of --clients connections. httpcore scans its whole pool on every request, so a "
@@ -209,7 +214,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
             p.error(f"--server-env wants KEY=VALUE, got {item!r}")
         env[key] = value
     return Config(sections=sections, seconds=a.seconds, warmup_seconds=max(0.0, a.warmup_seconds),
-                  clients=a.clients, client_pool=a.client_pool, request_timeout=a.request_timeout,
+                  clients=a.clients, client_pool=a.client_pool, retry_after=a.retry_after,
+                  request_timeout=a.request_timeout,
                   models_dir=a.models_dir.resolve(),
                   models={kind: getattr(a, f"{kind}_model") for kind in MODEL_KINDS},
                   probe_interval_ms=a.probe_interval_ms, rss_interval=a.rss_interval, server_env=env,
@@ -399,20 +405,23 @@ def _stats_json(s: RouteStats, window: float, stream: bool | None, tokens_label:
 
 
 async def _one(client: Any, spec: RouteSpec, payload: dict[str, Any], timeout: float
-               ) -> tuple[str, int | None, float, float | None, int, bool, str | None]:
+               ) -> tuple[str, int | None, float, float | None, int, bool, str | None, float | None]:
     """Send one request: (outcome 'ok'|'timeout'|<exception name>, status, seconds, seconds to the first
-    stream event, tokens or stream events, stream ended in an error event, body of a non-200)."""
+    stream event, tokens or stream events, stream ended in an error event, body of a non-200, a 429's
+    Retry-After seconds)."""
     import httpx
 
     t = time.perf_counter()
     first: float | None = None
     tokens, stream_error, body = 0, False, None
     status: int | None = None
+    retry_after: float | None = None
     try:
         async with asyncio.timeout(timeout):
             if spec.stream:
                 async with client.stream("POST", spec.route, json=payload) as resp:
                     status = resp.status_code
+                    retry_after = _retry_after(resp)
                     if status != 200:
                         body = (await resp.aread()).decode(errors="replace")
                     else:
@@ -431,16 +440,27 @@ async def _one(client: Any, spec: RouteSpec, payload: dict[str, Any], timeout: f
             else:
                 resp = await client.post(spec.route, json=payload)
                 status = resp.status_code
+                retry_after = _retry_after(resp)
                 if status != 200:
                     body = resp.text
                 elif spec.tokens is not None:
                     with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
                         tokens = spec.tokens(resp.json())
     except (TimeoutError, httpx.TimeoutException):
-        return "timeout", status, time.perf_counter() - t, first, tokens, stream_error, body
+        return "timeout", status, time.perf_counter() - t, first, tokens, stream_error, body, None
     except (httpx.HTTPError, OSError) as exc:
-        return type(exc).__name__, status, time.perf_counter() - t, first, tokens, stream_error, body
-    return "ok", status, time.perf_counter() - t, first, tokens, stream_error, body
+        return type(exc).__name__, status, time.perf_counter() - t, first, tokens, stream_error, body, None
+    return "ok", status, time.perf_counter() - t, first, tokens, stream_error, body, retry_after
+
+
+def _retry_after(resp: Any) -> float | None:
+    """Seconds of a 429's ``Retry-After`` (delta-seconds form), else None."""
+    if resp.status_code != 429:
+        return None
+    try:
+        return float(resp.headers.get("retry-after", ""))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -458,7 +478,7 @@ class LoadResult:
 
 async def run_load(server: Server, specs: Sequence[RouteSpec], clients: int, seconds: float, warmup: float,
                    timeout: float, pool: str = "per-client",
-                   on_record: Callable[[float], None] | None = None) -> LoadResult:
+                   on_record: Callable[[float], None] | None = None, honor_retry_after: bool = True) -> LoadResult:
     """``clients`` tasks, client i on ``specs[i % len(specs)]``, each sending back to back: for ``warmup``
     seconds unrecorded, then ``seconds`` recorded; requests in flight at the end finish (drain).
     ``pool``: ``per-client`` (an ``httpx.AsyncClient`` each) or ``shared`` (one, with a pool of ``clients``).
@@ -482,8 +502,11 @@ async def run_load(server: Server, specs: Sequence[RouteSpec], clients: int, sec
         st = stats[spec.name]
         payloads = itertools.cycle(spec.payloads[i % len(spec.payloads):] + spec.payloads[:i % len(spec.payloads)])
         while (start := time.perf_counter()) < t_stop:
-            outcome, status, secs, first, tokens, stream_error, body = await _one(client, spec, next(payloads),
-                                                                                   timeout)
+            outcome, status, secs, first, tokens, stream_error, body, retry_after = await _one(
+                client, spec, next(payloads), timeout)
+            if honor_retry_after and retry_after is not None:
+                # as a real client does; never past the end of the run
+                await asyncio.sleep(max(0.0, min(retry_after, t_stop - time.perf_counter())))
             end = start + secs
             if outcome == "ok" and status == 200 and t_record <= end <= t_stop:  # throughput: answers completed
                 st.ok_in_window += 1  # in the window, whenever they started
@@ -713,7 +736,8 @@ def _load_section(cfg: Config, state: State, specs: Sequence[RouteSpec], clients
     log(f"  {cfg.clients} clients over {', '.join(s.name for s in unique)}: {cfg.warmup_seconds:g}s warm-up + "
         f"{cfg.seconds:g}s")
     res = asyncio.run(run_load(state.server, specs, cfg.clients, cfg.seconds, cfg.warmup_seconds,
-                               cfg.request_timeout, cfg.client_pool, on_record))
+                               cfg.request_timeout, cfg.client_pool, on_record,
+                               honor_retry_after=cfg.retry_after == "honor"))
     state.rss.sample()
     routes: dict[str, Any] = {}
     total = RouteStats()
@@ -726,7 +750,8 @@ def _load_section(cfg: Config, state: State, specs: Sequence[RouteSpec], clients
     total_json = _stats_json(total, res.window_s, None if any(s.stream for s in unique) else False, None)
     done = sum(s.requests for s in res.stats.values())
     out = {
-        "clients": cfg.clients, "client_pool": cfg.client_pool, "client_spread": clients_note,
+        "clients": cfg.clients, "client_pool": cfg.client_pool, "retry_after": cfg.retry_after,
+        "client_spread": clients_note,
         "recorded_seconds": cfg.seconds,
         "warmup_seconds": cfg.warmup_seconds, "warmup_requests": total.warmup_requests,
         "drain_s": round(res.drain_s, 2),
@@ -883,13 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             doc["server"]["log"] = _server_log_summary(log_path)
     doc["goals"] = {f"{s}.{g}": doc[s]["goals"][g]["met"] for s in cfg.sections
                     if isinstance(doc.get(s), dict) and "goals" in doc[s] for g in doc[s]["goals"]}
-    text = finish_document(doc)
-    if cfg.out is not None:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(text, encoding="utf-8")
-        log(f"wrote {cfg.out}")
-    else:
-        sys.stdout.write(text)
+    write_document(doc, cfg.out)
     return 1 if failed else 0
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -64,3 +65,32 @@ def ready_client(app: FastAPI, timeout: float = 300.0) -> Iterator[TestClient]:
     with TestClient(app) as client:
         assert app.state.service.wait_until_ready(timeout), f"models not loaded after {timeout:.0f} s"
         yield client
+
+
+def save_tiny_generator(folder: Path, name: str, *, positions: int, never_eos: bool = False) -> Path:
+    """A tiny random GPT-2 (2 layers, width 32) with a real byte-level BPE tokenizer trained on Spanish
+    proverbs, saved as generator ``name`` in ``folder``. ``never_eos``: its end-of-text embedding is zero,
+    so greedy decoding practically never picks it and every request runs its ``max_new_tokens``."""
+    import gzip
+    import itertools
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from nlp_service.data import SPANISH_CORPUS
+    from nlp_service.generate import save_generator, train_byte_bpe
+
+    fortunes = next(p for p in SPANISH_CORPUS if "fortunes" in p.name)
+    with gzip.open(fortunes, "rt", encoding="utf-8") as fh:
+        texts = [line.strip() for line in itertools.islice(fh, 2000)]
+    tokenizer = train_byte_bpe(texts, 500)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=32, n_layer=2, n_head=2,
+                        initializer_range=0.2, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    model = GPT2LMHeadModel(config).eval()
+    if never_eos:
+        with torch.no_grad():
+            model.transformer.wte.weight[tokenizer.eos_token_id].zero_()
+    save_generator(folder, name, model=model, tokenizer=tokenizer, params={}, data={"source": "random"}, metrics={})
+    return folder / name

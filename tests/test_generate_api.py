@@ -4,7 +4,6 @@ official ``openai`` client against a live server), limits, queueing and disconne
 from __future__ import annotations
 
 import asyncio
-import gzip
 import itertools
 import json
 from collections.abc import Iterator
@@ -15,32 +14,21 @@ import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from nlp_service.api import create_app
 from nlp_service.config import Settings
-from nlp_service.data import SPANISH_CORPUS
-from nlp_service.generate import GeneratorModel, GPT2Engine, SamplingParams, save_generator, train_byte_bpe
+from nlp_service.generate import GeneratorModel, GPT2Engine, SamplingParams, save_generator
 from nlp_service.serving import Detokenizer, GenerationFailed, GenerationWorker, first_stop
 
-from .helpers import ready_client
+from .helpers import ready_client, save_tiny_generator
 from .test_e2e import run_server
 
 
 @pytest.fixture(scope="module")
 def gen_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random GPT-2 with a real byte-level BPE tokenizer (trained on Spanish proverbs)."""
-    fortunes = next(p for p in SPANISH_CORPUS if "fortunes" in p.name)
-    with gzip.open(fortunes, "rt", encoding="utf-8") as fh:
-        texts = [line.strip() for line in itertools.islice(fh, 2000)]
-    tokenizer = train_byte_bpe(texts, 500)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        initializer_range=0.2, bos_token_id=tokenizer.eos_token_id,
-                        eos_token_id=tokenizer.eos_token_id)
     folder = tmp_path_factory.mktemp("gen-models")
-    save_generator(folder, "gen-tiny", model=GPT2LMHeadModel(config).eval(), tokenizer=tokenizer, params={},
-                   data={"source": "random"}, metrics={})
+    save_tiny_generator(folder, "gen-tiny", positions=64)
     return folder
 
 

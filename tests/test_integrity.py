@@ -155,15 +155,8 @@ def test_interrupted_saves_are_removed_at_start_but_not_a_save_in_progress(
             assert list(service.models.models) == ["bow-small"] and service.models.failed == {}
             raise Abandoned  # the save fails: its folder goes
 
-    # The handler on our logger itself: a test that ran a `serve` logging set-up in this process may have
-    # stopped nlp_service's records from propagating to the root logger, where caplog listens.
-    logger = logging.getLogger("nlp_service")
-    logger.addHandler(caplog.handler)
-    try:
-        with pytest.raises(Abandoned):
-            asyncio.run(start_while_a_save_runs())
-    finally:
-        logger.removeHandler(caplog.handler)
+    with pytest.raises(Abandoned):
+        asyncio.run(start_while_a_save_runs())
     assert not (models / stale).exists()
     assert any(stale in r.getMessage() and "did not finish" in r.getMessage() for r in caplog.records)
     assert sorted(p.name for p in models.iterdir()) == ["bow-small"]

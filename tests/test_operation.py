@@ -5,8 +5,6 @@ as JSON lines (``nlp-service serve`` itself)."""
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import os
 import socket
@@ -21,18 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 import uvicorn
 from fastapi import FastAPI
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from nlp_service.api import create_app
 from nlp_service.api.server import uvicorn_options
 from nlp_service.config import Settings
-from nlp_service.data import SPANISH_CORPUS
-from nlp_service.generate import save_generator, train_byte_bpe
 
-from .helpers import assert_error
+from .helpers import assert_error, save_tiny_generator
 
 pytestmark = pytest.mark.slow
 
@@ -75,19 +69,8 @@ def long_gen_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """As tests/test_generate_api.py's tiny GPT-2 (a real byte-level BPE trained on Spanish proverbs, random
     weights), with room for 1,024 positions: long generations. Its end-of-text token's embedding is zero, so
     that greedy decoding practically never picks it and every request runs its ``max_new_tokens``."""
-    fortunes = next(p for p in SPANISH_CORPUS if "fortunes" in p.name)
-    with gzip.open(fortunes, "rt", encoding="utf-8") as fh:
-        texts = [line.strip() for line in itertools.islice(fh, 2000)]
-    tokenizer = train_byte_bpe(texts, 500)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=32, n_layer=2, n_head=2,
-                        initializer_range=0.2, bos_token_id=tokenizer.eos_token_id,
-                        eos_token_id=tokenizer.eos_token_id)
-    model = GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        model.transformer.wte.weight[tokenizer.eos_token_id].zero_()
     folder = tmp_path_factory.mktemp("long-gen-models")
-    save_generator(folder, GEN, model=model, tokenizer=tokenizer, params={}, data={"source": "random"}, metrics={})
+    save_tiny_generator(folder, GEN, positions=1024, never_eos=True)
     return folder
 
 

@@ -91,16 +91,21 @@ class MicroBatcher(Generic[T, R]):
         """Results for ``items`` (one request's worth), computed in a shared batch."""
         if not items:
             return []
-        if self.stats.queued + len(items) > self.max_queue:
-            self.stats.rejected += 1
-            REJECTED.labels(self.name).inc()
-            raise QueueFull(f"model {self.name!r} is busy: {self.stats.queued} texts are waiting (at most "
-                            f"{self.max_queue}); try again shortly", limit=self.max_queue, setting=self.setting)
+        self.check_room(len(items))
         queue = self._ensure_started()
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
         self._queued(len(items))
         queue.put_nowait(_Pending(items, future))  # unbounded asyncio queue: the bound is the check above
         return await future
+
+    def check_room(self, count: int) -> None:
+        """:class:`QueueFull` unless ``count`` more items fit in the queue now. ``submit`` checks it; callers
+        may check first too, before costly preparation (tokenizing) that a refusal would waste."""
+        if self.stats.queued + count > self.max_queue:
+            self.stats.rejected += 1
+            REJECTED.labels(self.name).inc()
+            raise QueueFull(f"model {self.name!r} is busy: {self.stats.queued} texts are waiting (at most "
+                            f"{self.max_queue}); try again shortly", limit=self.max_queue, setting=self.setting)
 
     def _queued(self, change: int) -> None:
         self.stats.queued += change

@@ -167,6 +167,15 @@ class GenerationWorker:
             raise UnknownTokens(f"inputs: the prompt has token ids {bad} that this model has no embedding for (its "
                                 f"vocabulary has {vocab} ids): its tokenizer and weights do not match")
 
+    def check_room(self) -> None:
+        """:class:`QueueFull` when every slot is busy and the queue is full. :meth:`stream` checks it when it
+        admits a request; callers may check first too, before tokenizing a prompt that would be refused."""
+        if self._active >= self.engine.max_slots + self.max_queue:
+            self.stats["rejected"] += 1
+            REJECTED.labels(self.name).inc()
+            raise QueueFull(f"the generation queue is full: {self._active} requests running or queued (limit "
+                            f"{self.engine.max_slots} slots + {self.max_queue} queued); try again shortly")
+
     # -- streaming --------------------------------------------------------------------------------
 
     async def stream(self, prompt_ids: Sequence[int], params: SamplingParams) -> AsyncGenerator[Piece, None]:
@@ -177,12 +186,7 @@ class GenerationWorker:
         with self._wake:
             if self._closed:
                 raise RuntimeError("the generation worker is closed")
-            limit = self.engine.max_slots + self.max_queue
-            if self._active >= limit:
-                self.stats["rejected"] += 1
-                REJECTED.labels(self.name).inc()
-                raise QueueFull(f"the generation queue is full: {self._active} requests running or queued (limit "
-                                f"{self.engine.max_slots} slots + {self.max_queue} queued)")
+            self.check_room()
             rid = next(self._next_id)
             stream = _Stream(asyncio.Queue(), loop, time.perf_counter())
             self._streams[rid] = stream
@@ -369,6 +373,7 @@ class Generations:
         """Queue ``prompt``; the worker's check (limits, token ids, a full queue) raises here."""
         params.validate()
         worker = self.models.generation_worker(model.name)
+        worker.check_room()  # before tokenizing: under overload, refusals must be cheap
         ids = worker.encode(prompt)
         stream = worker.stream(ids, params)
         first = await anext(stream)

@@ -50,6 +50,8 @@ class Translation:
         """Translations in order, decoded in batches shared with concurrent requests."""
         self.limits.texts(texts)
         self.limits.beam_size(options.beam_size)
+        batcher = self.models.batcher(model.name)
+        batcher.check_room(len(texts))  # before tokenizing: under overload, refusals must be cheap
         counts = model.check_lengths(texts)
         self.limits.translation_cost(sum(options.cost(n) for n in counts))
-        return await self.models.batcher(model.name).submit([TranslationRequest(t, options) for t in texts])
+        return await batcher.submit([TranslationRequest(t, options) for t in texts])
