@@ -18,8 +18,10 @@ install: $(STAMP)
 defaults: $(STAMP)
 	$(BIN)/nlp-service defaults
 
-serve: defaults
-	exec $(BIN)/nlp-service serve
+# Serves at once; the default models missing from ./models are built in the background, quickest first, and
+# each answers as soon as it is built (`make defaults` builds them all up front instead).
+serve: $(STAMP)
+	exec $(BIN)/nlp-service serve --build-defaults
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -33,3 +35,8 @@ bench: $(STAMP) defaults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Build the Docker images and check them for real (docker/smoke.sh: installs Docker, starts dockerd, as root).
+.PHONY: docker-test
+docker-test:
+	bash docker/smoke.sh

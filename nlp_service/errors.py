@@ -7,7 +7,8 @@ Layers above only translate them: the HTTP API maps each family to a status code
   case of a value over a configured limit, with one details shape for every limit.
 - :class:`NotFound`: a named thing does not exist (404).
 - :class:`Overloaded`: try again shortly (429).
-- :class:`Unavailable`: nothing can answer this kind of request (503).
+- :class:`Unavailable`: nothing can answer this kind of request (503); :class:`ModelBuilding` is the
+  case of a model being built in the background (a first start), with its progress and a Retry-After.
 - :class:`TimedOut`: the request took longer than the server allows; its work was cancelled (504).
 """
 
@@ -66,9 +67,18 @@ class Unavailable(NLPServiceError):
     code = "no_model"
 
 
+class ModelBuilding(Unavailable):
+    """The model asked for is being built while the service runs (a default model missing on a first
+    start): it will answer without a restart, so a client retries later. ``details``: ``model``, ``state``
+    (waiting or building), ``progress`` (0-1, an estimate), ``stage``, ``elapsed_seconds``,
+    ``expected_seconds``."""
+
+    code = "model_building"
+
+
 class TimedOut(NLPServiceError):
     code = "timeout"
 
 
-__all__ = ["InvalidInput", "LimitExceeded", "ModelNotFound", "NLPServiceError", "NotFound", "Overloaded",
-           "TimedOut", "Unavailable"]
+__all__ = ["InvalidInput", "LimitExceeded", "ModelBuilding", "ModelNotFound", "NLPServiceError", "NotFound",
+           "Overloaded", "TimedOut", "Unavailable"]

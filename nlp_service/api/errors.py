@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import InvalidInput, NLPServiceError, NotFound, Overloaded, TimedOut, Unavailable
+from ..errors import InvalidInput, ModelBuilding, NLPServiceError, NotFound, Overloaded, TimedOut, Unavailable
 
 log = logging.getLogger("nlp_service.api")
 
@@ -25,13 +25,18 @@ _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"
 # Each family of domain errors (nlp_service.errors) and its status; the first match wins.
 STATUS: tuple[tuple[type[NLPServiceError], int], ...] = (
     (Overloaded, 429),
+    (ModelBuilding, 503),  # before Unavailable: the same status, with its own header
     (Unavailable, 503),
     (TimedOut, 504),
     (NotFound, 404),
     (InvalidInput, 422),
 )
 # What a client should do about some of them.
-HEADERS: dict[type[NLPServiceError], dict[str, str]] = {Overloaded: {"Retry-After": "1"}}
+HEADERS: dict[type[NLPServiceError], dict[str, str]] = {
+    Overloaded: {"Retry-After": "1"},
+    # A build takes minutes; polling every 10 s costs nothing (details say how far it has got).
+    ModelBuilding: {"Retry-After": "10"},
+}
 
 
 class ErrorDetail(BaseModel):
@@ -58,13 +63,17 @@ _DESCRIPTIONS = {
     413: "Request body larger than NLP_MAX_BODY_BYTES",
     422: "Invalid request: malformed JSON, a field out of its schema, or a value over a configured limit",
     429: "Too many requests: a model's queue is full, or the rate limit was reached; retry later",
-    503: "No model can answer this kind of request (none loaded, or it failed to load)",
+    503: "No model can answer this kind of request: none loaded, it failed to load, the models are still "
+         "loading (`loading`), or it is being built in the background (`model_building`, with its progress "
+         "and Retry-After)",
     504: "The request took longer than NLP_REQUEST_TIMEOUT_S; its work was cancelled",
 }
 # The headers some refusals carry.
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`: how to send a key.", "schema": {"type": "string"}}},
     429: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+    503: {"Retry-After": {"description": "With `model_building`: seconds to wait before retrying.",
+                          "schema": {"type": "integer"}}},
 }
 
 # Statuses by what a route does. Every route but /health and /ready: keys, rate limit, timeout.

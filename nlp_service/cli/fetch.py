@@ -62,12 +62,16 @@ def _download(fetch: Callable[[Path], Path], dest: Path | None, next_step: str) 
 
 @app.command()
 def convert(
-    source: Annotated[Path, typer.Argument(help="fastText .bin, .vec / word2vec text, or word2vec binary (.gz ok).")],
-    name: Name,
+    source: Annotated[Path, typer.Argument(help="fastText .bin, .vec / word2vec text, or word2vec binary (.gz ok); "
+                                                "with --reindex, a vectors model (name or folder).")],
+    name: Annotated[str | None, typer.Option(help="Model name (folder under the models dir).")] = None,
     format: Annotated[str | None, typer.Option(
         help="fasttext-bin, word2vec-text or word2vec-binary (default: from the file).")] = None,
     limit: Annotated[int | None, typer.Option(help="Keep only the first N (most frequent) words.")] = None,
-    ann: Annotated[bool, typer.Option(help="Build an HNSW index and measure its recall@10.")] = True,
+    ann: Annotated[bool, typer.Option(help="Build an HNSW index (usearch) and measure its recall@10.")] = True,
+    reindex: Annotated[bool, typer.Option(
+        help="Rebuild the HNSW index of an existing vectors model in place (atomic), e.g. one made with "
+             "hnswlib, whose approximate queries fall back to exact search.")] = False,
     lowercase: Annotated[bool, typer.Option(help="Lowercase query text (match the vectors' casing).")] = False,
     overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
@@ -81,10 +85,32 @@ def convert(
         typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     settings = settings_for(models_dir)
+    if reindex:
+        _reindex(source, settings.models_dir, given=[o for o, v in (("--name", name), ("--format", format),
+                                                                      ("--limit", limit)) if v is not None])
+        return
+    if name is None:
+        typer.secho("error: --name is required (the model's folder under the models dir)", fg=typer.colors.RED,
+                    err=True)
+        raise typer.Exit(2)
     with user_errors():
         path = convert_vectors(source, settings.models_dir, name, fmt=format, limit=limit, ann=ann,  # type: ignore[arg-type]
                                tokenizer=Tokenizer(lowercase=lowercase, keep_punct=True), overwrite=overwrite)
     echo_json({"model": str(path), "metrics": read_manifest(path).metrics})
+
+
+def _reindex(model: Path, models_dir: Path, given: list[str]) -> None:
+    """``convert --reindex MODEL``: MODEL is a folder, or a name under the models dir."""
+    from ..vectors import reindex_vectors
+
+    if given:
+        typer.secho(f"error: {', '.join(given)} do not apply with --reindex (it keeps the model's vectors)",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    folder = models_dir / model if len(model.parts) == 1 and (models_dir / model).is_dir() else model
+    with user_errors():
+        info = reindex_vectors(folder)
+    echo_json({"model": str(folder), "ann": info})
 
 
 @app.command("import-marian")

@@ -3,24 +3,33 @@ models that are missing)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ._app import ModelsDir, app, echo_json, settings_for, user_errors
 
+DefaultsDir = Annotated[Path | None, typer.Option(
+    "--defaults-dir", envvar="NLP_DEFAULTS_DIR", file_okay=False, exists=True,
+    help="Folder of default-model config files (w2v-es.toml, ...) that replace the shipped ones it has: other "
+    "data, smaller budgets (default: NLP_DEFAULTS_DIR, else the shipped configs).")]
+
 
 @app.command()
 def defaults(
     models_dir: ModelsDir = None,
     only: Annotated[list[str] | None, typer.Option(help="Build only this default model (repeat).")] = None,
+    defaults_dir: DefaultsDir = None,
 ) -> None:
-    """Build the default models from the shipped data if they are missing (what `make serve` runs)."""
-    from ..defaults import DEFAULT_MODELS, build_missing
+    """Build the default models from the shipped data if they are missing, up front (`make serve` builds them
+    in the background instead: `serve --build-defaults`)."""
+    from ..defaults import DEFAULT_MODELS, build_missing, run_as_background_build
 
+    run_as_background_build()  # when a server started it: a lower priority, and it ends with the server
     settings = settings_for(models_dir)
     with user_errors():
-        built = build_missing(settings, only=only)
+        built = build_missing(settings, only=only, config_dir=defaults_dir)
     names = [m.name for m in DEFAULT_MODELS]
     typer.echo(f"built: {', '.join(built)}" if built else f"default models present: {', '.join(names)}")
 

@@ -3,20 +3,25 @@ that serve them: a micro-batcher per model that predicts in batches (made on fir
 generation worker per generator (started when the model loads, closed with the manager).
 
 Models load in a background thread (:meth:`ModelManager.start`), so a server opens its port at once and
-``/ready`` can say "loading"; :meth:`ModelManager.load_all` is the same work for callers that wait."""
+``/ready`` can say "loading"; :meth:`ModelManager.load_all` is the same work for callers that wait. Models
+can also come later, without a restart: :meth:`ModelManager.add` loads a folder saved meanwhile, and
+:meth:`ModelManager.build_in_background` takes builds (the default models a first start makes) whose models
+answer 503 ``model_building`` with their progress until they are built, then load."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..artifacts import Manifest, remove_interrupted_saves, scan_models, verify_files
-from ..errors import ModelNotFound, Unavailable
+from ..artifacts import Manifest, read_manifest, remove_interrupted_saves, scan_models, verify_files
+from ..errors import ModelBuilding, ModelNotFound, Unavailable
 from ..generate import GeneratorModel
 from ..registry import BatchPredictor, Model, get_kind
 from ._batching import MicroBatcher
@@ -44,12 +49,34 @@ def public_reason(text: str, models_dir: Path) -> str:
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON - 1] + "…"
 
 
+class ModelBuilds(Protocol):
+    """Models being made while the service runs (``nlp_service.defaults.BackgroundBuilds``: this layer
+    does not import it), as the manager sees them."""
+
+    def planned(self) -> dict[str, str]:
+        """The models it makes, in order, with their kinds."""
+        ...
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        """How far the build of ``name`` has got (``state``, ``progress``, ...); None once it has ended."""
+        ...
+
+    def start(self, built: Callable[[str], object], failed: Callable[[str, str], object]) -> None:
+        """Start building in the background; report each model built (its folder saved) or failed."""
+        ...
+
+    def stop(self) -> None:
+        """End the build under way and build no more."""
+        ...
+
+
 class ModelManager:
     """Loads the configured models; a model that fails to load is reported, never fatal, never served.
 
     The loader thread publishes each model by replacing the dicts (never changing one a request may be
     iterating) and sets ``ready`` last, so request threads read without a lock. ``failed`` holds
-    public reasons (no paths); the log has the full error.
+    public reasons (no paths); the log has the full error. ``building`` (name: kind) holds the models that
+    background builds will add; a model leaves it after it is published (or failed).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -66,11 +93,23 @@ class ModelManager:
         self._lock = threading.Lock()  # publishing a model vs closing the manager
         self._closing = False
         self._loader: threading.Thread | None = None
+        self._load_lock = threading.Lock()  # one load of a model at a time: the loader thread vs add()
+        self._builds: ModelBuilds | None = None
+        self.building: dict[str, str] = {}  # name: kind of the models being built
 
     # ---- loading -------------------------------------------------------------------------------
 
+    def build_in_background(self, builds: ModelBuilds) -> None:
+        """Serve the models ``builds`` makes as they come (before :meth:`start`, which starts them): until
+        then a request for one answers 503 ``model_building`` with its progress."""
+        if self._loader is not None:
+            raise RuntimeError("build_in_background() comes before start()")
+        self._builds = builds
+        self.building = dict(builds.planned())
+
     def start(self) -> None:
-        """Clean up after interrupted saves, then load the models in a background thread."""
+        """Clean up after interrupted saves, start the background builds if any, then load the models, in
+        a background thread."""
         if self._loader is None:
             self._loader = threading.Thread(target=self._start_in_background, name="model-loader", daemon=True)
             self._loader.start()
@@ -80,6 +119,8 @@ class ModelManager:
             for name in remove_interrupted_saves(self.settings.models_dir):
                 log.warning("removed %s from the models folder: the temporary folder of a save that did not "
                             "finish (its process was killed)", name)
+            if self._builds is not None and not self._closing:  # after the clean-up: it removes their saves
+                self._builds.start(self._built, self._build_failed)
             self.load_all()
         except Exception:  # load_all marks the manager ready whatever happens; this only reports
             log.exception("loading the models failed")
@@ -106,7 +147,11 @@ class ModelManager:
                 if self._closing:
                     break
                 if name in folders:
-                    self._load_one(name, *folders[name])
+                    with self._load_lock:
+                        if name not in self.models:  # add() may have loaded it (built meanwhile)
+                            self._load_one(name, *folders[name])
+                elif name in self.building:  # not there yet: it comes when built
+                    self._tried(name)
                 else:
                     self._fail(name, problems.get(name) or
                                f"no model folder {name!r} in {Path(self.settings.models_dir).resolve()}")
@@ -163,13 +208,73 @@ class ModelManager:
         if self._pending is not None:
             self._pending = self._pending - {name}
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, names: list[str] | None = None) -> None:
         """Pay one-off costs (tokenizer import, ANN index load) off the request path."""
         for name, model in list(self.models.items()):
+            if names is not None and name not in names:
+                continue
             try:
                 model.warm_up(self.settings)
             except Exception as exc:
                 log.error("warm-up of %s failed: %s", name, exc)
+
+    # ---- models that come later ----------------------------------------------------------------
+
+    def add(self, name: str) -> bool:
+        """Load the model folder ``name`` into the running service (one saved after start-up: a background
+        build's, or copied in), thread-safe; True when it serves, False when it failed to load (then listed
+        under ``failed``). A model already loaded stays as it is."""
+        with self._load_lock:
+            if name not in self.models:
+                path = Path(self.settings.models_dir) / name
+                try:
+                    manifest = read_manifest(path)
+                except Exception as exc:
+                    self._fail(name, f"{exc.__class__.__name__}: {exc}")
+                else:
+                    self._load_one(name, path, manifest)
+            loaded = name in self.models
+            with self._lock:
+                if loaded:
+                    self.failed = {n: e for n, e in self.failed.items() if n != name}
+                self.building = {n: k for n, k in self.building.items() if n != name}  # after publishing
+            MODELS_LOADED.set(len(self.models))
+            MODEL_LOAD_FAILURES.set(len(self.failed))
+        if loaded and not self._closing:
+            threading.Thread(target=self._warm_up, args=([name],), name="model-warm-up", daemon=True).start()
+        return loaded
+
+    def _built(self, name: str) -> None:
+        if not self._closing:
+            self.add(name)
+
+    def _build_failed(self, name: str, reason: str) -> None:
+        if self._closing:
+            return
+        self._fail(name, f"building it failed: {reason}")
+        with self._lock:
+            self.building = {n: k for n, k in self.building.items() if n != name}
+        MODEL_LOAD_FAILURES.set(len(self.failed))
+
+    def builds(self) -> list[dict[str, Any]]:
+        """The models being built, in build order, each with how far it has got."""
+        return [{"name": n, "kind": k, **self._build_status(n)} for n, k in self.building.items()]
+
+    def _build_status(self, name: str) -> dict[str, Any]:
+        status = self._builds.status(name) if self._builds is not None else None
+        return status or {"state": "building"}  # ended a moment ago: the manager publishes it now
+
+    def _building(self, name: str) -> ModelBuilding:
+        status = self._build_status(name)
+        if status.get("state") == "waiting":
+            when = f"waits for {', '.join(status.get('after') or ['another build'])}"
+        else:
+            when = f"{round(100 * status['progress'])}% done" if status.get("progress") is not None else "under way"
+        left = status.get("remaining_seconds")
+        eta = f", about {left} s left" if left is not None else ""
+        return ModelBuilding(f"model {name!r} is being built (a default model missing from the models folder): "
+                             f"its build {when}{eta}; retry later (GET /ready lists the builds). The service "
+                             "loads it without a restart.", model=name, **status)
 
     # ---- lookups -------------------------------------------------------------------------------
 
@@ -187,9 +292,13 @@ class ModelManager:
                            **({"model": name} if name else {}))
 
     def of_kind(self, kind: str) -> dict[str, Model]:
-        """The loaded models of ``kind``; while loading, a 503 (the set is not complete yet)."""
+        """The loaded models of ``kind``; while loading, or while one of that kind is built, a 503 (the set is
+        not complete yet)."""
         if self.loading():
             raise self._still_loading()
+        building = [n for n, k in self.building.items() if k == kind]
+        if building:
+            raise self._building(building[0])
         return self._loaded(kind)
 
     def _loaded(self, kind: str) -> dict[str, Model]:
@@ -200,9 +309,12 @@ class ModelManager:
         request that names no model gets the model the operator chose, or a 503 that says so."""
         wanted = name if name is not None else default
         model = self.models.get(wanted) if wanted is not None else None
-        if model is None and wanted is not None and self.loading(wanted):
-            raise self._still_loading(wanted)
-        model = model or self.models.get(wanted)  # type: ignore[arg-type]  # published meanwhile
+        if model is None and wanted is not None:
+            if wanted in self.building:
+                raise self._building(wanted)
+            if self.loading(wanted):
+                raise self._still_loading(wanted)
+            model = self.models.get(wanted)  # published meanwhile (before it left ``building``)
         if model is not None and model.kind == kind:
             return model
         if name is None:
@@ -244,6 +356,8 @@ class ModelManager:
     async def close(self) -> None:
         with self._lock:  # from now on the loader closes what it loads instead of publishing it
             self._closing = True
+        if self._builds is not None:
+            await asyncio.to_thread(self._builds.stop)  # ends a build process (waits for it to exit)
         for batcher in self._batchers.values():
             await batcher.close()
         self._batchers.clear()
@@ -253,9 +367,11 @@ class ModelManager:
             model.close()
 
     def describe(self) -> dict[str, Any]:
-        """The loaded models (so far, while loading) and those that failed, with their reasons."""
+        """The loaded models (so far, while loading), those being built (while any is) and those that
+        failed, with their reasons."""
         created = int(self.started)
         models = self.models  # one snapshot: the loader may publish meanwhile
+        building = {"building": self.builds()} if self.building else {}
         return {
             # OpenAI's list shape too, so its clients can list the models.
             "object": "list",
@@ -263,6 +379,7 @@ class ModelManager:
                      for n, m in models.items()],
             "models": [self._describe(n, m) for n, m in models.items()],
             "failed": self.failures(),
+            **building,
         }
 
     def failures(self) -> list[dict[str, str]]:
@@ -271,6 +388,8 @@ class ModelManager:
 
     def describe_model(self, name: str) -> dict[str, Any]:
         model = self.models.get(name)
+        if model is None and name in self.building:
+            raise self._building(name)
         if model is None and self.loading(name):
             raise self._still_loading(name)
         model = model or self.models.get(name)

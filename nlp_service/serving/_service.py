@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ._classify import Classification
 from ._generation import Generations
 from ._limits import Limits
-from ._manager import ModelManager
+from ._manager import ModelBuilds, ModelManager
 from ._translate import Translation
 from ._vectors import VectorQueries
 
@@ -25,6 +25,12 @@ class Service:
         self.classification = Classification(self.models, self.limits, settings)
         self.translation = Translation(self.models, self.limits, settings)
         self.generation = Generations(self.models, settings)
+
+    def build_in_background(self, builds: ModelBuilds) -> None:
+        """Serve the models ``builds`` makes (the missing default models, on a first start) as each is built,
+        without a restart; until then their requests answer 503 ``model_building``. Call before
+        :meth:`start`, which starts the builds."""
+        self.models.build_in_background(builds)
 
     def start(self) -> None:
         """Start loading the configured models (and their workers) in a background thread and return at

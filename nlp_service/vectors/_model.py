@@ -75,7 +75,8 @@ class VectorsModel:
         return Path(models_dir) / self.name
 
     def warm_up(self, settings: Settings | None = None) -> None:
-        """Import the tokenizer and (if configured) load the HNSW index before the first request."""
+        """Import the tokenizer and (if configured) map the HNSW index before the first request (an old
+        hnswlib index says here, in the log, that approximate queries will be exact)."""
         self.tokens("hola")
         if settings is not None and settings.preload_ann and self.store.has_ann:
             self.store.load_ann()

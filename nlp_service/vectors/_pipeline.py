@@ -4,18 +4,22 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..artifacts import MANIFEST, ArtifactError, atomic_model_dir, verify_files, write_manifest
 from ..data import DataError
 from ..options import CONFIG_FILE
 from ..text import Tokenizer
 from ..training import Trainer, start_run
+from ._ann import ANN_FILE, OLD_ANN_FILE
 from ._convert import ConversionError, VectorFormat, read_vectors
-from ._model import VectorsModel, vectors_manifest
+from ._model import STORE_DIR, VectorsModel, vectors_manifest
 from ._params import Word2VecParams, Word2VecRun
-from ._store import VectorStore
+from ._store import STORE_FILE, VectorStore
 from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_word2vec
 
 if TYPE_CHECKING:
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
 
 def build_word2vec(run: Word2VecRun, params: Word2VecParams | None = None, tokenizer: Tokenizer | None = None, *,
                    settings: Settings | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Train word2vec on ``run.corpus`` and save it (with an HNSW index unless ``run.ann`` is false).
+    """Train word2vec on ``run.corpus`` and save it (with an HNSW index, usearch, unless ``run.ann`` is false).
 
     The corpus is tokenized once into ``settings.cache_dir``; later runs on the same files and
     tokenizer reuse it.
@@ -91,6 +95,40 @@ def convert_vectors(
     data = {"source": str(source), "source_name": Path(source).name, "source_size": Path(source).stat().st_size}
     manifest = vectors_manifest(name, params={"limit": limit, "format": fmt or "auto"}, data=data, metrics=metrics)
     return VectorsModel(name, manifest, store, tokenizer).save(models_dir, overwrite=overwrite)
+
+
+def reindex_vectors(model_dir: Path, *, connectivity: int = 16, expansion_add: int = 200,
+                    progress: bool = True) -> dict[str, Any]:
+    """Rebuild a model's approximate index in place, e.g. one made with hnswlib (``convert --reindex``).
+
+    The folder is replaced in one rename, as by any save: the new one links (or, across
+    filesystems, copies) every other file of the old one, so a 2M-word model is not rewritten;
+    a running service keeps its mappings of the old files. Every file is first checked against
+    its sha256, since the new manifest hashes what it finds: a damaged file would be blessed.
+    Returns the new index's parameters and recall (also in the manifest's ``metrics.ann``).
+    """
+    folder = Path(model_dir)
+    model = VectorsModel.load(folder)
+    verify_files(folder, model.manifest, checksums=True)
+    store = model.store
+    if len(store) < 2:
+        raise ArtifactError(f"{folder}: {len(store)} vector(s): nothing to index")
+    info = store.build_ann(connectivity=connectivity, expansion_add=expansion_add, progress=progress)
+    replaced = {MANIFEST, f"{STORE_DIR}/{STORE_FILE}", f"{STORE_DIR}/{ANN_FILE}", f"{STORE_DIR}/{OLD_ANN_FILE}"}
+    with atomic_model_dir(folder.parent, folder.name, overwrite=True) as tmp:
+        for rel in model.manifest.files:
+            if rel in replaced:
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(folder / rel, tmp / rel)
+            except OSError:
+                shutil.copy2(folder / rel, tmp / rel)
+        (tmp / STORE_DIR).mkdir(exist_ok=True)
+        store.save_ann(tmp / STORE_DIR)
+        model.manifest.metrics["ann"] = info
+        write_manifest(tmp, model.manifest)
+    return info
 
 
 WORD2VEC_TRAINER = Trainer(

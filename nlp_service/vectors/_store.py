@@ -8,7 +8,8 @@ Files in a store folder::
     vectors.npy     (count, dim) float32, each row of unit length
     norms.npy       (count,) float32, the original lengths (raw vector = unit * norm)
     ngrams.npy      (bucket, dim) float32, fastText subword buckets (optional)
-    hnsw.bin        HNSW index over vectors.npy (optional)
+    ann.usearch     HNSW index over vectors.npy (optional; usearch, memory-mapped when loaded)
+    hnsw.bin        the same, from before usearch (hnswlib): approximate queries fall back to exact search
 
 Opening a store maps the matrices instead of reading them, and nothing is recomputed at
 query time (gensim computes norms on its first query), so a restart is ready at once.
@@ -17,6 +18,7 @@ query time (gensim computes norms on its first query), so a restart is ready at 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +28,11 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InvalidInput, NotFound
-from ._ann import ANN_FILE, HnswIndex, recall_at_k
+from ._ann import ANN_FILE, ExactIndex, HnswIndex, is_old_index, recall_at_k
 from ._subword import SubwordVectors
 from ._vocab import Vocab
+
+log = logging.getLogger(__name__)
 
 STORE_FILE = "store.json"
 STORE_FORMAT = 1
@@ -95,7 +99,7 @@ class VectorStore:
         norms: np.ndarray,
         *,
         subwords: SubwordVectors | None = None,
-        ann: HnswIndex | None = None,
+        ann: HnswIndex | ExactIndex | None = None,
         path: Path | None = None,
     ) -> None:
         vocab = words if isinstance(words, Vocab) else Vocab.from_words(words)
@@ -138,12 +142,21 @@ class VectorStore:
         self.vocab.save(folder)
         np.save(folder / "vectors.npy", np.ascontiguousarray(self.unit, dtype=np.float32))
         np.save(folder / "norms.npy", np.ascontiguousarray(self.norms, dtype=np.float32))
-        meta: dict[str, Any] = {"format": STORE_FORMAT, "count": len(self), "dim": self.dim, "subwords": None}
         if self.subwords is not None:
             np.save(folder / "ngrams.npy", np.ascontiguousarray(self.subwords.ngrams, dtype=np.float32))
+        self.save_ann(folder)
+
+    def save_ann(self, folder: Path) -> None:
+        """Write the index (if any) and ``store.json`` into ``folder``, which holds the other files already.
+
+        ``convert --reindex`` uses it alone, linking the matrices from the old folder. An old
+        (hnswlib) index is not carried over: it would be read by nothing."""
+        folder = Path(folder)
+        meta: dict[str, Any] = {"format": STORE_FORMAT, "count": len(self), "dim": self.dim, "subwords": None}
+        if self.subwords is not None:
             meta["subwords"] = {"min_n": self.subwords.min_n, "max_n": self.subwords.max_n,
                                 "bucket": self.subwords.bucket}
-        if self._ann is not None:
+        if isinstance(self._ann, HnswIndex):
             self._ann.save(folder / ANN_FILE)
             meta["ann"] = self._ann.params
         (folder / STORE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -193,21 +206,43 @@ class VectorStore:
     def ann_loaded(self) -> bool:
         return self._ann is not None
 
-    def load_ann(self) -> HnswIndex:
-        """Load the HNSW index from disk once (thread-safe); raise :class:`NoAnnIndex` if none."""
+    @property
+    def ann_is_old(self) -> bool:
+        """Whether the index is hnswlib's (from before usearch): approximate queries are exact then."""
+        return self.has_ann and is_old_index(self.ann_info, self.path)
+
+    def load_ann(self) -> HnswIndex | ExactIndex:
+        """Map the index once (thread-safe); raise :class:`NoAnnIndex` if none.
+
+        An old hnswlib index cannot be read without hnswlib (which needs a compiler to install):
+        approximate queries then get exact search, said once in the log."""
         if self._ann is not None:
             return self._ann
         with self._ann_lock:
             if self._ann is None:
-                if self.path is None or not (self.path / ANN_FILE).is_file():
+                if self.path is not None and is_old_index(self._ann_params, self.path):
+                    model = self.path.parent if self.path.name == "store" else self.path
+                    log.warning("%s: old hnswlib index; approximate queries use exact search until "
+                                "`nlp-service convert --reindex %s` or a rebuild", model, model)
+                    self._ann = ExactIndex(self.unit, dict(self._ann_params or {}))
+                elif self.path is None or not (self.path / ANN_FILE).is_file():
                     raise NoAnnIndex("this model has no approximate-search index (convert/train with --ann)")
-                self._ann = HnswIndex.load(self.path / ANN_FILE, self.dim, len(self), self._ann_params)
+                else:
+                    try:
+                        self._ann = HnswIndex.load(self.path / ANN_FILE, self._ann_params)
+                    except (RuntimeError, ValueError) as exc:
+                        raise ValueError(f"cannot open the approximate index {self.path / ANN_FILE}: {exc}") from exc
+                    if len(self._ann) != len(self):
+                        self._ann = None
+                        raise ValueError(f"{self.path / ANN_FILE} holds a different number of vectors than "
+                                         f"the store ({len(self)})")
         return self._ann
 
-    def build_ann(self, *, m: int = 16, ef_construction: int = 200, recall_queries: int = 1000,
+    def build_ann(self, *, connectivity: int = 16, expansion_add: int = 200, recall_queries: int = 1000,
                   ef_search: int = 64, progress: bool = True) -> dict[str, Any]:
         """Build the HNSW index and measure its recall@10 against exact search."""
-        self._ann = HnswIndex.build(self.unit, m=m, ef_construction=ef_construction, progress=progress)
+        self._ann = HnswIndex.build(self.unit, connectivity=connectivity, expansion_add=expansion_add,
+                                    progress=progress)
         recall = recall_at_k(self.unit, self._ann, k=10, queries=recall_queries, ef=ef_search)
         self._ann.params.update({"recall_at_10": recall["recall_at_k"], "recall_queries": recall["queries"],
                                  "ef_search": ef_search})
@@ -299,9 +334,15 @@ class VectorStore:
         """
         query, exclude = self._mean_query(positive, negative)
         want = topn + len(exclude)
-        if approximate:
-            labels, sims = self.load_ann().query(query, want, ef=ef)
-            pairs = zip(labels[0].tolist(), sims[0].tolist(), strict=True)
+        index = self.load_ann() if approximate else None  # an old hnswlib index (ExactIndex): the exact path
+        if isinstance(index, HnswIndex):
+            labels = index.query(query, want, ef=ef)[0][0]
+            labels = np.sort(labels[labels >= 0])
+            # Scores from the store's matrix, as the exact path computes them: true cosines whatever
+            # precision the index keeps, and the candidates ranked by them (ties: lower row first).
+            scores = np.asarray(self.unit[labels]) @ query
+            best = np.lexsort((labels, -scores))
+            pairs = zip(labels[best].tolist(), scores[best].tolist(), strict=True)
         else:
             scores = self.unit @ query
             best = _top(scores, want)

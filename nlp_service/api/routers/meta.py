@@ -22,23 +22,45 @@ def health() -> dict[str, str]:
 
 # What /ready answers, 200 or 503 (documentation only: the route builds the body itself).
 _READY_BODY = {"type": "object", "required": ["status", "models", "failed"], "properties": {
-    "status": {"type": "string", "enum": ["ready", "loading"]},
+    "status": {"type": "string", "enum": ["ready", "loading", "building"],
+               "description": "loading: the models found at start-up are loading; building: models are being "
+               "built in the background (a first start), the others serve; ready: nothing more to come."},
     "models": {"type": "array", "items": {"type": "string"}, "description": "Models loaded (so far)."},
-    "failed": {"type": "array", "description": "Models that failed to load, with why.", "items": {
+    "building": {"type": "array", "description": "Present while models are built in the background: each with "
+                 "its state (waiting, building) and progress, in build order.", "items": {
+                     "type": "object", "required": ["name", "state"], "properties": {
+                         "name": {"type": "string"}, "kind": {"type": "string"},
+                         "state": {"type": "string", "enum": ["waiting", "building"]},
+                         "progress": {"type": ["number", "null"], "description": "0-1, an estimate."},
+                         "stage": {"type": ["string", "null"]},
+                         "elapsed_seconds": {"type": "number"},
+                         "expected_seconds": {"type": ["number", "null"]},
+                         "remaining_seconds": {"type": ["number", "null"]},
+                         "after": {"type": "array", "items": {"type": "string"}}}}},
+    "failed": {"type": "array", "description": "Models that failed to load (or to build), with why.", "items": {
         "type": "object", "required": ["name", "error"],
         "properties": {"name": {"type": "string"}, "error": {"type": "string"}}}}}}
 
 
 @router.get("/ready", response_class=JSONResponse, responses={
-    200: {"description": "Models are loaded", "content": {"application/json": {"schema": _READY_BODY}}},
-    503: {"description": "Models are still loading", "content": {"application/json": {"schema": _READY_BODY}}}},
-            summary="Readiness: every configured model has been tried (503 until then)")
+    200: {"description": "The service can answer: the models found at start-up are loaded (some may still be "
+          "building)", "content": {"application/json": {"schema": _READY_BODY}}},
+    503: {"description": "Models are still loading, or none is loaded yet and some are building",
+          "content": {"application/json": {"schema": _READY_BODY}}}},
+            summary="Readiness: the models found are loaded and one at least serves (503 until then)")
 def ready(models: ModelsDep) -> JSONResponse:
-    # 200 once loading is done, also when some models failed: they are listed with why (never served).
+    # 200 once loading is done, also when some models failed: they are listed with why (never served). While
+    # models are built in the background (a first start), 200 as soon as one serves: a load balancer sends
+    # traffic, and a request for a model still building gets 503 model_building with a Retry-After. Until the
+    # first is built nothing could answer: 503.
     done = models.ready  # read first: ``models`` and ``failed`` are complete once it is set
-    body = {"status": "ready" if done else "loading", "models": sorted(models.models),
-            "failed": models.failures()}
-    return JSONResponse(body, status_code=200 if done else 503)
+    building = models.builds()
+    loaded = sorted(models.models)
+    status = "loading" if not done else "building" if building else "ready"
+    body: dict[str, Any] = {"status": status, "models": loaded, "failed": models.failures()}
+    if building:
+        body["building"] = building
+    return JSONResponse(body, status_code=200 if done and (loaded or not building) else 503)
 
 
 @router.get("/info", responses=error_responses(*GUARDED), summary="Version, libraries, limits and loaded models")
