@@ -43,7 +43,7 @@ MANIFEST = "manifest.json"
 NOT_A_MODEL = f"no {MANIFEST}: not a model folder saved by nlp-service (a complete save writes one)"
 # tempfile.mkdtemp(prefix=".tmp-<name>-"): 8 random characters from [a-z0-9_] follow the prefix.
 _TEMP_SAVE = re.compile(r"\.tmp-.+-[a-z0-9_]{8}")
-_TRACKED_LIBRARIES = ("numpy", "gensim", "spacy", "hnswlib", "torch", "transformers", "scikit-learn")
+_TRACKED_LIBRARIES = ("numpy", "gensim", "spacy", "usearch", "torch", "transformers", "scikit-learn")
 
 
 class ArtifactError(NLPServiceError):

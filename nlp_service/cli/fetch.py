@@ -70,7 +70,7 @@ def convert(
     limit: Annotated[int | None, typer.Option(help="Keep only the first N (most frequent) words.")] = None,
     ann: Annotated[bool, typer.Option(help="Build an HNSW index (usearch) and measure its recall@10.")] = True,
     reindex: Annotated[bool, typer.Option(
-        help="Rebuild the HNSW index of an existing vectors model in place (atomic), e.g. one made with "
+        "--reindex", help="Rebuild the HNSW index of an existing vectors model in place (atomic), e.g. one made with "
              "hnswlib, whose approximate queries fall back to exact search.")] = False,
     lowercase: Annotated[bool, typer.Option(help="Lowercase query text (match the vectors' casing).")] = False,
     overwrite: Overwrite = False,
