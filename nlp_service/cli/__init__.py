@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import fetch, infer, keys, models, serve, train  # noqa: F401  (each adds its commands to the app)
+from . import batch, fetch, infer, keys, models, serve, train  # noqa: F401  (each adds its commands to the app)
 from ._app import app
 
 
