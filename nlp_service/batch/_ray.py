@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 
-def _row_schema(id_column: str | None) -> Any:
+def _row_schema() -> Any:
     import pyarrow as pa
 
     return pa.schema([pa.field("source", pa.string()), pa.field("row", pa.int64()), pa.field("id", pa.string()),
@@ -33,7 +33,7 @@ def _row_schema(id_column: str | None) -> Any:
 
 def _rows_table(rows: list[Row]) -> Any:
     return arrow_table({"source": [r.source for r in rows], "row": [r.row for r in rows], "id": [r.id for r in rows],
-                        "text": [r.text for r in rows], "error": [r.error for r in rows]}, _row_schema(None))
+                        "text": [r.text for r in rows], "error": [r.error for r in rows]}, _row_schema())
 
 
 def _datasource(files: list[InputFile], text_column: str, id_column: str | None, block_rows: int) -> Any:
@@ -55,7 +55,7 @@ def _datasource(files: list[InputFile], text_column: str, id_column: str | None,
             return [ReadTask(lambda f=f: read(f),  # type: ignore[misc]
                              BlockMetadata(num_rows=None, size_bytes=f.size, exec_stats=None,
                                            input_files=(str(f.path),)),
-                             schema=_row_schema(id_column))
+                             schema=_row_schema())
                     for f in files]
 
     return InputFiles()
