@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     device: Device = Field("auto", description="Where tensor models run.")
     batch_max_size: int = Field(64, description="Micro-batching: most texts in one forward pass.")
     batch_max_wait_ms: float = Field(5.0, description="Micro-batching: longest wait for a batch to fill (ms).")
+    batch_workers: int = Field(
+        1, ge=1, description="Micro-batching: batches a model runs at once, each on a thread of its own (on a "
+        "CPU, with torch_threads 1, more than one uses more cores for small models).")
+    torch_threads: int | None = Field(
+        None, ge=1, description="Threads a forward pass uses on the CPU (torch's intra-op threads); unset: "
+        "torch's default, one a core.")
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(1, ge=1, description="Server processes (`serve --workers`).")

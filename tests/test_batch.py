@@ -239,6 +239,30 @@ def test_generate_matches_its_endpoint(tmp_path: Path, gen_settings: Settings,
 # ---- resuming ---------------------------------------------------------------------------------------------
 
 
+def test_a_classifier_job_runs_a_batch_per_core_each_on_one_thread(tmp_path: Path, settings: Settings) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+
+    def workers(job: BatchJob) -> tuple[int, int]:
+        processor = job.processor()
+        try:
+            return processor.service.models.batcher(processor.model.name).workers, torch.get_num_threads()
+        finally:
+            processor.close()
+
+    def job(**kw: object) -> BatchJob:
+        return BatchJob("classify", [tmp_path / "in.csv"], tmp_path / "out", model="rnn-small", **kw)  # type: ignore[arg-type]
+
+    assert workers(job(settings=settings, workers=2)) == (2, 1)
+    assert torch.get_num_threads() == before  # given back: torch's threads are the whole process's
+    assert workers(job(settings=settings, workers=1)) == (1, before)
+    # Set explicitly (NLP_BATCH_WORKERS, NLP_TORCH_THREADS): kept.
+    explicit = settings.model_copy(update={"batch_workers": 3, "torch_threads": 2})
+    assert workers(job(settings=explicit)) == (3, 2)
+    assert torch.get_num_threads() == before
+
+
 def test_a_killed_job_resumes_and_every_row_is_there_once(tmp_path: Path, settings: Settings,
                                                           reviews: list[tuple[str, str]]) -> None:
     rows = [(f"{k}-{i}", t) for k in range(100) for i, t in reviews[:50]]  # 5,000 rows
@@ -275,10 +299,11 @@ def test_a_killed_job_resumes_and_every_row_is_there_once(tmp_path: Path, settin
     assert table.column("id").to_pylist() == [i for i, _ in rows]  # every row once, in order
     assert table.column("row").to_pylist() == list(range(5000))
 
+    # The same as a run never interrupted, to the last bit: the same parts make the same batches.
     clean = tmp_path / "clean"
     BatchJob("classify", [source], clean, model="rnn-small", text_column="respuesta", id_column="id",
-             settings=settings, part_rows=700).run(progress=False)
-    assert read_output(clean).equals(table)  # the same as a run never interrupted
+             settings=settings.model_copy(update={"batch_max_size": 16}), part_rows=100).run(progress=False)
+    assert read_output(clean).equals(table)
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "already complete" in again.stdout

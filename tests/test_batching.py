@@ -48,6 +48,32 @@ def test_concurrent_requests_share_batches_and_keep_their_order() -> None:
     assert rec.threads and all(name.startswith("batch-") for name in rec.threads)  # never the event loop
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_run_batches_side_by_side(workers: int) -> None:
+    """Each batch waits until ``workers`` batches are in the model at once: with two workers the first
+    two meet; with one they never do (the wait times out) and every result still arrives, in order."""
+    meeting = threading.Barrier(2, timeout=0.5)
+    met: list[bool] = []
+
+    def model(items: list[str]) -> list[str]:
+        try:
+            meeting.wait()
+            met.append(True)
+        except threading.BrokenBarrierError:
+            met.append(False)
+        return [s.upper() for s in items]
+
+    async def main() -> list[list[str]]:
+        batcher: MicroBatcher[str, str] = MicroBatcher(model, max_batch_size=2, max_wait_ms=1, workers=workers)
+        try:
+            return await asyncio.gather(*(batcher.submit([f"{i}a", f"{i}b"]) for i in range(4)))
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(main()) == [[f"{i}A", f"{i}B"] for i in range(4)]
+    assert met[:2] == ([True, True] if workers == 2 else [False, False])
+
+
 def test_an_oversized_request_runs_alone() -> None:
     rec = Recorder()
 

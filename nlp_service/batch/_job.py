@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import queue
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import Settings
 from ..errors import InvalidInput, NLPServiceError
@@ -23,10 +26,30 @@ from ._tasks import BatchTask, get_task
 
 log = logging.getLogger("nlp_service.batch")
 
+T = TypeVar("T")
+
 ENGINES = ("local", "ray")
 # Output columns every task has, besides its own; an id column may not take one of these names.
 LOCATION_COLUMNS = ("source", "row")
 TRAILING_COLUMNS = ("error", "model", "model_version")
+
+
+def available_cpus() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _on_gpu(settings: Settings) -> bool:
+    if settings.device != "auto":
+        return settings.device == "cuda"
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _row_error(exc: NLPServiceError) -> str:
@@ -44,7 +67,7 @@ class Processor:
     holds one; on Ray, each actor does."""
 
     def __init__(self, task: str, model: str | None, options: Any, settings: Settings, *,
-                 id_column: str | None = None) -> None:
+                 id_column: str | None = None, workers: int | None = None) -> None:
         import pyarrow as pa
 
         from ..serving import Service
@@ -55,12 +78,19 @@ class Processor:
         if name is None:
             raise InvalidInput(f"batch {task}: no model given and no default one is set (--model NAME)")
         self.in_flight = self.task.in_flight(settings)
+        self.group_size = self.task.group_size(settings)
         # This job's model only, nothing built in the background, queues that hold what it keeps in flight.
         settings = settings.model_copy(update={
             "models": [name], "build_defaults": False,
             "batch_max_queue": max(settings.batch_max_queue, self.in_flight),
-            "generation_max_queue": max(settings.generation_max_queue, self.in_flight)})
+            "generation_max_queue": max(settings.generation_max_queue, self.in_flight),
+            **self._parallel(settings, workers)})
         self.settings = settings
+        self._threads_before: int | None = None  # torch's threads are the process's: given back by close()
+        if settings.torch_threads is not None:
+            import torch
+
+            self._threads_before = torch.get_num_threads()
         self.service = Service(settings)
         self._runner = asyncio.Runner()
         try:
@@ -85,27 +115,42 @@ class Processor:
             *self.task.fields(self.model),
             pa.field("error", pa.string()), pa.field("model", pa.string()), pa.field("model_version", pa.string())])
 
+    def _parallel(self, settings: Settings, workers: int | None) -> dict[str, Any]:
+        """A micro-batched model on the CPU runs ``workers`` batches at once (default: one per core), each
+        forward pass on one thread: small models barely use a second thread (measured on 2 cores, the
+        sentiment BiLSTM: 3,600 rows/s on two threads, 6,500 on one, 9,500 with two such workers). On a GPU,
+        one worker; ``NLP_BATCH_WORKERS`` / ``NLP_TORCH_THREADS`` set explicitly are kept."""
+        if not self.task.micro_batched:
+            return {}
+        if workers is None:
+            if "batch_workers" in settings.model_fields_set:
+                return {}
+            workers = 1 if _on_gpu(settings) else available_cpus()
+        if workers < 1:
+            raise InvalidInput("workers must be at least 1")
+        threads = settings.torch_threads if "torch_threads" in settings.model_fields_set else None
+        return {"batch_workers": workers, "torch_threads": threads or (1 if workers > 1 else None)}
+
     def process(self, rows: Sequence[Row]) -> dict[str, list[Any]]:
         """The output columns of ``rows``, in their order."""
         return self._runner.run(self._process(rows))
 
     async def _process(self, rows: Sequence[Row]) -> dict[str, list[Any]]:
-        room = asyncio.Semaphore(self.in_flight)
-        task, service, model, options = self.task, self.service, self.model, self.options
+        results: list[tuple[dict[str, Any] | None, str | None]] = [
+            (None, row.error or "missing_text: no text") for row in rows]
+        # Texts of similar length go together (less padding in the model's batches); order is restored below.
+        todo = sorted((i for i, row in enumerate(rows) if row.error is None and row.text is not None),
+                      key=lambda i: len(rows[i].text or ""))
+        size = self.group_size
+        room = asyncio.Semaphore(max(1, self.in_flight // size))
 
-        async def one(row: Row) -> tuple[dict[str, Any] | None, str | None]:
-            if row.error is not None or row.text is None:
-                return None, row.error or "missing_text: no text"
+        async def group(indices: list[int]) -> None:
             async with room:
-                try:
-                    return await task.run(service, model, row.text, options), None
-                except NLPServiceError as exc:
-                    return None, _row_error(exc)
-                except Exception as exc:  # a bug must not end the job; the log has the traceback
-                    log.exception("%s: row %d of %s failed", task.name, row.row, row.source)
-                    return None, f"internal_error: {type(exc).__name__}: {exc}"
+                found = await self._run([rows[i] for i in indices])
+            for i, result in zip(indices, found, strict=True):
+                results[i] = result
 
-        results = await asyncio.gather(*(one(r) for r in rows))
+        await asyncio.gather(*(group(todo[k : k + size]) for k in range(0, len(todo), size)))
         names = [f.name for f in self.schema]
         columns: dict[str, list[Any]] = {n: [] for n in names}
         result_names = [f.name for f in self.task.fields(self.model)]
@@ -121,11 +166,32 @@ class Processor:
             columns["model_version"].append(self.model_version)
         return columns
 
+    async def _run(self, rows: list[Row]) -> list[tuple[dict[str, Any] | None, str | None]]:
+        """Each row's result or error: the rows as one request; if it fails, each half again, down to the row
+        whose error it is (so its error is the endpoint's for that text alone)."""
+        try:
+            found = await self.task.run(self.service, self.model, [r.text for r in rows],  # type: ignore[misc]
+                                        self.options)
+            return [(result, None) for result in found]
+        except NLPServiceError as exc:
+            if len(rows) == 1:
+                return [(None, _row_error(exc))]
+        except Exception as exc:  # a bug must not end the job; the log has the traceback
+            if len(rows) == 1:
+                log.exception("%s: row %d of %s failed", self.task.name, rows[0].row, rows[0].source)
+                return [(None, f"internal_error: {type(exc).__name__}: {exc}")]
+        half = len(rows) // 2
+        return [*await self._run(rows[:half]), *await self._run(rows[half:])]
+
     def close(self) -> None:
         try:
             self._runner.run(self.service.close())
         finally:
             self._runner.close()
+            if self._threads_before is not None:
+                import torch
+
+                torch.set_num_threads(self._threads_before)
 
 
 @dataclass
@@ -170,7 +236,8 @@ class BatchJob:
     """A task (``embed``, ``classify``, ``translate``, ``generate``) over ``inputs`` (files, globs, folders:
     CSV/TSV, JSONL, Parquet, plain text, optionally .gz/.bz2) with one saved model, written to the folder
     ``output`` as Parquet (or JSONL) parts. ``options``: the task's options (``DecodeOptions`` for translate,
-    ``SamplingParams`` for generate, ``EmbedOptions`` for embed), defaults when None."""
+    ``SamplingParams`` for generate, ``EmbedOptions`` for embed), defaults when None. ``workers``: batches a
+    classifier or translator runs at once (default: one per core on the CPU, one on a GPU)."""
 
     task: str
     inputs: Sequence[str | Path]
@@ -184,6 +251,7 @@ class BatchJob:
     part_rows: int = 10_000
     overwrite: bool = False
     settings: Settings | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         task = get_task(self.task)
@@ -204,7 +272,8 @@ class BatchJob:
                 "id_column": self.id_column, "output_format": self.output_format}
 
     def processor(self) -> Processor:
-        return Processor(self.task, self.model, self.options, self.settings or Settings(), id_column=self.id_column)
+        return Processor(self.task, self.model, self.options, self.settings or Settings(), id_column=self.id_column,
+                         workers=self.workers)
 
     def run(self, *, progress: bool | None = None) -> BatchSummary:
         """Run here (the local engine); resumes an interrupted run of the same job. ``progress``: a progress
@@ -241,6 +310,47 @@ def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield chunk
 
 
+def _read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a thread of their own up to ``depth`` ahead: reading and parsing the next part
+    overlaps the model's work on this one. An error of the reader is raised here, in order; leaving the loop
+    stops the reader."""
+    done = object()
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((done, exc))
+
+    reader = threading.Thread(target=read, name="batch-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
 def _run_local(job: BatchJob, inputs: Inputs, processor: Processor, writer: PartWriter,
                progress: bool | None) -> BatchSummary:
     resumed = writer.rows_done
@@ -263,7 +373,7 @@ def _run_local(job: BatchJob, inputs: Inputs, processor: Processor, writer: Part
     start = time.perf_counter()
     done = 0
     try:
-        for chunk in _chunks(inputs.rows(skip=resumed), job.part_rows):
+        for chunk in _read_ahead(_chunks(inputs.rows(skip=resumed), job.part_rows)):
             columns = processor.process(chunk)
             errors = [e for e in columns["error"] if e is not None]
             codes.update(error_code(e) for e in errors)

@@ -65,8 +65,8 @@ class _ModelActor:
     """A Ray actor: loads the model once, then turns each batch of rows into output columns."""
 
     def __init__(self, task: str, model: str | None, options: Any, settings: Settings,
-                 id_column: str | None) -> None:
-        self.processor = Processor(task, model, options, settings, id_column=id_column)
+                 id_column: str | None, workers: int) -> None:
+        self.processor = Processor(task, model, options, settings, id_column=id_column, workers=workers)
 
     def __call__(self, batch: Any) -> Any:
         cols = {name: batch.column(name).to_pylist() for name in ("source", "row", "id", "text", "error")}
@@ -121,7 +121,8 @@ def run_on_ray(job: BatchJob, *, address: str | None = None, num_actors: int = 1
                             compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=num_cpus_per_actor,
                             num_gpus=num_gpus_per_actor or None,
                             fn_constructor_kwargs={"task": job.task, "model": job.model, "options": job.options,
-                                                   "settings": settings, "id_column": job.id_column})
+                                                   "settings": settings, "id_column": job.id_column,
+                                                   "workers": job.workers or max(1, int(num_cpus_per_actor))})
         write = ds.write_parquet if job.output_format == "parquet" else ds.write_json
         write(str(output), ray_remote_args={"num_cpus": 0})
     finally:

@@ -41,6 +41,10 @@ class BatchRun:
     batch_size: int | None = option(None, "Texts per forward pass (micro-batch); generate: texts decoded "
                                           "together (engine slots).", min=1,
                                     default_help="NLP_BATCH_MAX_SIZE; generate: NLP_GENERATION_MAX_BATCH")
+    workers: int | None = option(None, "Classify, translate: batches the model runs at once, each forward pass "
+                                       "on one CPU thread (on Ray: per actor).", min=1,
+                                 default_help="one per core on the CPU (on Ray: the actor's CPUs), one on a GPU; "
+                                 "NLP_BATCH_WORKERS")
     overwrite: bool = option(False, "Replace what the output folder holds instead of resuming.")
     device: Device | None = option(None, "Where the model runs: cpu, cuda or auto.", default_help="NLP_DEVICE")
     engine: Literal["local", "ray"] = option("local", "local: this process; ray: Ray Data (needs Ray: the "
@@ -63,7 +67,7 @@ def _body(task: str) -> Any:
                 job = BatchJob(task, batch.inputs, batch.output, model=batch.model, text_column=batch.text_column,
                                id_column=batch.id_column, input_format=batch.input_format,
                                output_format=batch.output_format, options=task_options, part_rows=batch.part_rows,
-                               overwrite=batch.overwrite, settings=settings)
+                               overwrite=batch.overwrite, settings=settings, workers=batch.workers)
                 if batch.engine == "ray":
                     from ..batch import run_on_ray
 

@@ -1,11 +1,12 @@
 """A micro-batching worker shared by the tensor models.
 
 Requests arriving within ``max_wait_ms`` of each other (up to ``max_batch_size`` items) are
-run as one batch by one worker thread, so concurrent clients share forward passes and the
-event loop never runs tensor code. Each request gets back exactly its own results, in order, or
-its own error: when a batch fails, its requests are run again one by one, so one bad request
-never fails the others. The queue is bounded: beyond ``max_queue`` waiting items, a request is
-refused with :class:`QueueFull` (HTTP 429).
+run as one batch by a worker thread, so concurrent clients share forward passes and the
+event loop never runs tensor code. ``workers`` batches run at once (one by default): on a CPU, a
+small model's forward pass hardly uses a second core, while two passes side by side do. Each
+request gets back exactly its own results, in order, or its own error: when a batch fails, its
+requests are run again one by one, so one bad request never fails the others. The queue is
+bounded: beyond ``max_queue`` waiting items, a request is refused with :class:`QueueFull` (HTTP 429).
 """
 
 from __future__ import annotations
@@ -62,11 +63,11 @@ class MicroBatcher(Generic[T, R]):
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_batch_size: int = 64,
                  max_wait_ms: float = 5.0, max_queue: int = 1_000_000, name: str = "batcher",
-                 setting: str = "NLP_BATCH_MAX_QUEUE") -> None:
+                 setting: str = "NLP_BATCH_MAX_QUEUE", workers: int = 1) -> None:
         """``name`` labels its metrics and threads (a model's name); ``setting`` is what sets ``max_queue``,
-        for the error message."""
-        if max_batch_size < 1 or max_queue < 1:
-            raise ValueError("max_batch_size and max_queue must be at least 1")
+        for the error message. ``fn`` must be safe to call from ``workers`` threads at once."""
+        if max_batch_size < 1 or max_queue < 1 or workers < 1:
+            raise ValueError("max_batch_size, max_queue and workers must be at least 1")
         self.fn = fn
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
@@ -76,7 +77,9 @@ class MicroBatcher(Generic[T, R]):
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending[T, R]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"batch-{name}")
+        self._running: set[asyncio.Task[None]] = set()
         self._depth = QUEUE_DEPTH.labels(name)
         self._sizes = BATCH_SIZE.labels(name)
         self._seconds = BATCH_SECONDS.labels(name)
@@ -114,8 +117,10 @@ class MicroBatcher(Generic[T, R]):
     async def _run(self) -> None:
         assert self._queue is not None
         queue = self._queue
+        slots = asyncio.Semaphore(self.workers)
         carry: _Pending[T, R] | None = None
         while True:
+            await slots.acquire()  # a batch is formed when a worker is free to run it: the fullest batches
             first = carry or await queue.get()
             carry = None
             batch = [first]
@@ -135,24 +140,34 @@ class MicroBatcher(Generic[T, R]):
             self._queued(-sum(len(p.items) for p in batch))
             live = [p for p in batch if not p.future.done()]  # a cancelled request costs nothing
             if not live:
+                slots.release()
                 continue
+            task = asyncio.get_running_loop().create_task(self._complete(live, slots))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _complete(self, live: list[_Pending[T, R]], slots: asyncio.Semaphore) -> None:
+        """Run one batch and answer its requests; then the worker is free."""
+        try:
             try:
                 results = await self._predict([item for p in live for item in p.items])
             except Exception as exc:
                 if len(live) == 1:
                     self._fail(live[0], exc)
-                    continue
+                    return
                 # Find whose request it is: each gets its own result or error.
                 log.warning("%s: a batch of %d requests failed; running them one by one", self.name, len(live))
                 for p in live:
                     await self._run_alone(p)
-                continue
+                return
             offset = 0
             for p in live:
                 n = len(p.items)
                 if not p.future.done():
                     p.future.set_result(list(results[offset : offset + n]))
                 offset += n
+        finally:
+            slots.release()
 
     async def _predict(self, flat: list[T]) -> Sequence[R]:
         start = time.perf_counter()
@@ -189,8 +204,9 @@ class MicroBatcher(Generic[T, R]):
             pending.future.set_exception(exc)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in [self._task, *self._running]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -137,6 +137,10 @@ class ModelManager:
     def load_all(self) -> None:
         """Load every configured model now; ``ready`` once each has been tried."""
         start = time.perf_counter()
+        if self.settings.torch_threads is not None:
+            import torch  # process-wide: before any model runs
+
+            torch.set_num_threads(self.settings.torch_threads)
         try:
             found, problems = scan_models(self.settings.models_dir)
             folders = {path.name: (path, manifest) for path, manifest in found}
@@ -347,7 +351,8 @@ class ModelManager:
                 raise TypeError(f"model {name!r} ({model.kind}) does not predict in batches")
             self._batchers[name] = MicroBatcher(model.predict, max_batch_size=self.settings.batch_max_size,
                                                 max_wait_ms=self.settings.batch_max_wait_ms,
-                                                max_queue=self.settings.batch_max_queue, name=name)
+                                                max_queue=self.settings.batch_max_queue, name=name,
+                                                workers=self.settings.batch_workers)
         return self._batchers[name]
 
     def generation_worker(self, name: str) -> GenerationWorker:

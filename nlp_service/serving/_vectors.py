@@ -47,4 +47,4 @@ class VectorQueries:
 
     def text_vectors(self, model: VectorsModel, texts: Sequence[str], *, normalized: bool) -> list[TextVector]:
         self.limits.texts(texts)
-        return [model.text_vector(text, normalized=normalized) for text in texts]
+        return model.text_vectors(texts, normalized=normalized)

@@ -138,9 +138,15 @@ class VectorsModel:
 
     def text_vector(self, text: str, *, normalized: bool = False) -> tuple[np.ndarray | None, list[str], list[str]]:
         """Mean of the text's token vectors (None if no token has one), its tokens, and the unknown ones."""
-        tokens = self.tokens(text)
-        vec, oov = self.store.mean_vector(tokens, normalized=normalized)
-        return vec, tokens, oov
+        [result] = self.text_vectors([text], normalized=normalized)
+        return result
+
+    def text_vectors(self, texts: Sequence[str], *, normalized: bool = False
+                     ) -> list[tuple[np.ndarray | None, list[str], list[str]]]:
+        """:meth:`text_vector` of each text, the means computed together."""
+        tokens = [self.tokens(text) for text in texts]
+        means = self.store.mean_vectors(tokens, normalized=normalized)
+        return [(vec, toks, oov) for toks, (vec, oov) in zip(tokens, means, strict=True)]
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest

@@ -386,17 +386,46 @@ class VectorStore:
 
         Returns the vector (None when no token has one) and the tokens not in the vocabulary.
         """
-        oov = [t for t in tokens if t not in self.vocab]
-        total = np.zeros(self.dim, dtype=np.float32)
-        used = 0
-        for tok in tokens:
-            try:
-                vec, _ = self.vector(tok)
-            except WordNotFound:
-                continue
-            total += vec
-            used += 1
-        if used == 0:
-            return None, oov
-        mean = total / np.float32(used)
-        return (_unitvec(mean) if normalized else mean), oov
+        [(mean, oov)] = self.mean_vectors([tokens], normalized=normalized)
+        return mean, oov
+
+    def mean_vectors(self, texts: Sequence[Sequence[str]], *, normalized: bool = False
+                     ) -> list[tuple[np.ndarray | None, list[str]]]:
+        """:meth:`mean_vector` of each token list, computed together: one gather of every known token's row,
+        then each text's rows summed in token order (the same float32 sums as one text alone)."""
+        ids: list[int] = []
+        subword_rows: dict[int, np.ndarray] = {}  # position in ``ids`` -> an OOV token's subword vector
+        used: list[int] = []
+        oovs: list[list[str]] = []
+        vocab_get = self.vocab.get
+        for tokens in texts:
+            oov: list[str] = []
+            count = 0
+            for tok in tokens:
+                idx = vocab_get(tok)
+                if idx is None:
+                    oov.append(tok)
+                    vec = self.subwords.vector(tok) if self.subwords is not None else None
+                    if vec is None:
+                        continue
+                    subword_rows[len(ids)] = vec
+                    idx = 0
+                ids.append(idx)
+                count += 1
+            used.append(count)
+            oovs.append(oov)
+        out: list[tuple[np.ndarray | None, list[str]]] = [(None, oov) for oov in oovs]
+        if not ids:
+            return out
+        index = np.asarray(ids, dtype=np.int64)
+        rows = np.asarray(self.unit[index], dtype=np.float32) * np.asarray(self.norms[index], dtype=np.float32)[:, None]
+        for pos, vec in subword_rows.items():
+            rows[pos] = vec
+        first = 0
+        for i, count in enumerate(used):
+            if count:
+                # Summed along the rows, in order (reduceat sums in another order: other last bits).
+                mean = rows[first : first + count].sum(axis=0) / np.float32(count)
+                out[i] = (_unitvec(mean) if normalized else mean, oovs[i])
+                first += count
+        return out
