@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEXT_GENERATION_VERSION := 0.7.0
 
 .PHONY: install serve defaults test lint bench clean
 
@@ -11,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# Hugging Face's TGI client, for the tests: without its dependencies (see pyproject's dev extra).
+	$(BIN)/python -m pip install --quiet --no-deps 'text-generation==$(TEXT_GENERATION_VERSION)'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -4,8 +4,14 @@ The model kinds are sub-packages (``vectors``, ``classify``, ``translate``, ``ge
 its public API in its ``__init__``; ``serving`` serves them without HTTP, ``api`` over HTTP, ``cli``
 from the command line. Heavy libraries (gensim, spaCy, torch) are imported only when a kind needs
 them.
+
+From Python: :func:`load` opens a saved model (``nlp_service.load("w2v-es").most_similar("rey")``);
+:class:`Client` and :class:`AsyncClient` (``nlp_service.client``, imported on first use) call a running
+service.
 """
 
+from ._lazy import lazy_attributes
+from ._load import load
 from ._version import __version__
 from .artifacts import ArtifactError, Manifest, list_models, read_manifest
 from .config import Settings, get_settings
@@ -24,9 +30,13 @@ from .registry import (
 )
 from .training import Trainer
 
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(("AsyncClient", "Client"), ".client"))
+
 __all__ = [
     "ArtifactError",
+    "AsyncClient",
     "BatchPredictor",
+    "Client",
     "DataError",
     "InvalidInput",
     "LimitExceeded",
@@ -44,6 +54,7 @@ __all__ = [
     "get_settings",
     "get_trainer",
     "list_models",
+    "load",
     "load_model",
     "read_config",
     "read_manifest",

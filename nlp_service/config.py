@@ -10,6 +10,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
+# How the default models are built (nlp_service.defaults): each profile but demo has config files of its own.
+DefaultsProfile = Literal["demo", "pretrained"]
 
 
 def _default_cache_dir() -> Path:
@@ -45,6 +47,9 @@ class Settings(BaseSettings):
         "translate-es-en", description="Translator used when a request names no model and it translates the "
         "request's languages.")
     default_generator_model: str = Field("gpt2-es", description="Generator used when a request names none.")
+    defaults: DefaultsProfile = Field(
+        "demo", description="What the missing default models are built from: demo (the shipped data) or pretrained "
+        "(Hugging Face Hub models where there are; the demo when the Hub cannot be reached).")
     device: Device = Field("auto", description="Where tensor models run.")
     batch_max_size: int = Field(64, description="Micro-batching: most texts in one forward pass.")
     batch_max_wait_ms: float = Field(5.0, description="Micro-batching: longest wait for a batch to fill (ms).")

@@ -5,6 +5,8 @@ Layers above only translate them: the HTTP API maps each family to a status code
 
 - :class:`InvalidInput`: the request itself is wrong (HTTP 422); :class:`LimitExceeded` is the
   case of a value over a configured limit, with one details shape for every limit.
+- :class:`UnsupportedByModel`: the request is valid, but the model it names cannot do it (HTTP 400), e.g.
+  a chat with a generator that has no chat template.
 - :class:`NotFound`: a named thing does not exist (404).
 - :class:`Overloaded`: try again shortly (429).
 - :class:`Unavailable`: nothing can answer this kind of request (503); :class:`ModelBuilding` is the
@@ -51,6 +53,13 @@ class LimitExceeded(InvalidInput):
         self.limit, self.got, self.setting, self.index = limit, got, setting, index
 
 
+class UnsupportedByModel(NLPServiceError):
+    """A valid request that the model it names cannot serve (not a fault of the request's values: another
+    model could). ``details``: ``model``."""
+
+    code = "unsupported_by_model"
+
+
 class NotFound(NLPServiceError, LookupError):
     code = "not_found"
 
@@ -81,4 +90,4 @@ class TimedOut(NLPServiceError):
 
 
 __all__ = ["InvalidInput", "LimitExceeded", "ModelBuilding", "ModelNotFound", "NLPServiceError", "NotFound",
-           "Overloaded", "TimedOut", "Unavailable"]
+           "Overloaded", "TimedOut", "Unavailable", "UnsupportedByModel"]

@@ -12,6 +12,7 @@ import gzip
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -132,3 +133,36 @@ def settings(models_dir: Path, cache_dir: Path, w2v_model: Path, ft_model: Path,
 def client(settings: Settings) -> Iterator[TestClient]:
     with ready_client(create_app(settings)) as c:
         yield c
+
+
+# ---- a tiny generator behind a real server, for the clients of other ecosystems (TGI's, OpenAI's) ----------
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with ``gen-tiny``: a tiny random GPT-2 of 64 positions with a real BPE tokenizer."""
+    from .helpers import save_tiny_generator
+
+    folder = tmp_path_factory.mktemp("tiny-generator")
+    save_tiny_generator(folder, "gen-tiny", positions=64)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tiny_generator_dir: Path) -> Any:
+    """``gen-tiny`` loaded in this process (transformers' model and tokenizer): the reference."""
+    from nlp_service.generate import GeneratorModel
+
+    return GeneratorModel.load(tiny_generator_dir / "gen-tiny", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def generator_server(tiny_generator_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``nlp-service serve`` of ``gen-tiny`` as a subprocess (prompts of at most 40 tokens, 60 in all): an
+    ``httpx.Client`` on it."""
+    from .test_e2e import run_server
+
+    with run_server(tiny_generator_dir, tmp_path_factory.mktemp("generator-server"), {
+            "NLP_DEFAULT_GENERATOR_MODEL": "gen-tiny", "NLP_GENERATION_MAX_INPUT_TOKENS": "40",
+            "NLP_GENERATION_MAX_TOTAL_TOKENS": "60"}) as http:
+        yield http

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,17 @@ W2V = "w2v-small"
 FT = "ft-lee"
 # Every model of the session's models folder (tests/conftest.py).
 ALL_MODELS = ["bow-small", FT, "rnn-small", "tr-small", W2V]
+# A small chat template in the usual style (save_tiny_generator's chat_template); it refuses the roles it does
+# not know, as many real ones do.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m.role not in ('system', 'user', 'assistant') %}"
+    "{{ raise_exception('this template knows system, user and assistant messages, not ' + m.role) }}"
+    "{% endif %}"
+    "<|{{ m.role }}|>{{ m.content }}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def post(client: TestClient, path: str, body: Any) -> dict[str, Any]:
@@ -67,10 +79,12 @@ def ready_client(app: FastAPI, timeout: float = 300.0) -> Iterator[TestClient]:
         yield client
 
 
-def save_tiny_generator(folder: Path, name: str, *, positions: int, never_eos: bool = False) -> Path:
+def save_tiny_generator(folder: Path, name: str, *, positions: int, never_eos: bool = False,
+                        chat_template: str | None = None) -> Path:
     """A tiny random GPT-2 (2 layers, width 32) with a real byte-level BPE tokenizer trained on Spanish
     proverbs, saved as generator ``name`` in ``folder``. ``never_eos``: its end-of-text embedding is zero,
-    so greedy decoding practically never picks it and every request runs its ``max_new_tokens``."""
+    so greedy decoding practically never picks it and every request runs its ``max_new_tokens``.
+    ``chat_template``: a Jinja chat template saved with its tokenizer (none by default)."""
     import gzip
     import itertools
 
@@ -92,5 +106,49 @@ def save_tiny_generator(folder: Path, name: str, *, positions: int, never_eos: b
     if never_eos:
         with torch.no_grad():
             model.transformer.wte.weight[tokenizer.eos_token_id].zero_()
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     save_generator(folder, name, model=model, tokenizer=tokenizer, params={}, data={"source": "random"}, metrics={})
     return folder / name
+
+
+def save_tiny_marian(folder: Path, *, pairs: int = 1500, vocab_size: int = 300, width: int = 32) -> Path:
+    """A tiny randomly initialised Marian model (es->en) with real SentencePiece vocabularies trained on the
+    shipped LibreOffice pairs, saved with ``save_pretrained`` into ``folder / "marian"`` exactly as
+    Helsinki-NLP's checkpoints are (their work files in ``folder / "spm"``)."""
+    import json
+
+    import sentencepiece as spm
+    import torch
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    from nlp_service.data import PARALLEL_LIBREOFFICE, iter_parallel
+
+    work = folder / "spm"
+    work.mkdir(parents=True, exist_ok=True)
+    texts = list(itertools.islice(iter_parallel(PARALLEL_LIBREOFFICE, "es", "en"), pairs))
+    for side, lines in (("source", [p[0] for p in texts]), ("target", [p[1] for p in texts])):
+        (work / f"{side}.txt").write_text("\n".join(lines), encoding="utf-8")
+        spm.SentencePieceTrainer.train(input=str(work / f"{side}.txt"), model_prefix=str(work / side),
+                                       vocab_size=vocab_size, model_type="unigram", bos_id=-1, eos_id=-1, pad_id=-1,
+                                       unk_id=0, minloglevel=2)
+        (work / f"{side}.model").rename(work / f"{side}.spm")
+    pieces = ["</s>", "<unk>", "<pad>"]
+    for side in ("source", "target"):
+        proc = spm.SentencePieceProcessor(model_file=str(work / f"{side}.spm"))
+        pieces += [proc.id_to_piece(i) for i in range(proc.get_piece_size())]
+    vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
+    (work / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    tokenizer = MarianTokenizer(str(work / "source.spm"), str(work / "target.spm"), str(work / "vocab.json"),
+                                source_lang="es", target_lang="en")
+    config = MarianConfig(vocab_size=len(vocab), d_model=width, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * width,
+                          decoder_ffn_dim=2 * width, max_position_embeddings=64, pad_token_id=vocab["<pad>"],
+                          eos_token_id=vocab["</s>"], decoder_start_token_id=vocab["<pad>"],
+                          forced_eos_token_id=vocab["</s>"])
+    torch.manual_seed(0)
+    model = MarianMTModel(config)
+    out = folder / "marian"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

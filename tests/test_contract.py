@@ -33,6 +33,7 @@ from nlp_service.api.errors import ErrorResponse
 from nlp_service.api.server import uvicorn_options
 from nlp_service.config import Settings
 
+from .helpers import CHAT_TEMPLATE, save_tiny_generator
 from .test_generate_api import gen_models  # noqa: F401  (the tiny GPT-2 generator, a module fixture)
 
 HOST = "127.0.0.1"
@@ -45,13 +46,20 @@ CONTRACT_SETTINGS = settings(max_examples=50, deadline=None, derandomize=True, d
 
 
 @pytest.fixture(scope="module")
+def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 generator with a chat template (gen-tiny has none: chats with it are refused)."""
+    return save_tiny_generator(tmp_path_factory.mktemp("chat-model"), "chat-tiny", positions=64,
+                               chat_template=CHAT_TEMPLATE)
+
+
+@pytest.fixture(scope="module")
 def contract_settings(settings: Settings, w2v_model: Path, ft_model: Path, bow_model: Path, rnn_model: Path,
                       translator_model: Path, gen_models: Path,  # noqa: F811  (the imported fixture)
-                      tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The session's models and the generator in one folder (links), with limits that keep each request
+                      chat_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The session's models and the generators in one folder (links), with limits that keep each request
     cheap: a fuzzer asks for the most work each limit allows."""
     folder = tmp_path_factory.mktemp("contract-models")
-    for model in (w2v_model, ft_model, bow_model, rnn_model, translator_model, gen_models / "gen-tiny"):
+    for model in (w2v_model, ft_model, bow_model, rnn_model, translator_model, gen_models / "gen-tiny", chat_model):
         (folder / model.name).symlink_to(model, target_is_directory=True)
     return settings.model_copy(update={
         "models_dir": folder, "default_translator_model": "tr-small", "default_generator_model": "gen-tiny",
@@ -99,8 +107,9 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 # empty or too long): the hooks below also send, as often as what was generated, each of these patches to
 # the generated body (the loaded models' names; a prompt that fits), so that requests reach the models.
 _VECTORS, _CLASSIFIERS = ["w2v-small", "ft-lee"], ["bow-small", "rnn-small"]
-_ALL = [*_VECTORS, *_CLASSIFIERS, "tr-small", "gen-tiny"]
+_ALL = [*_VECTORS, *_CLASSIFIERS, "tr-small", "gen-tiny", "chat-tiny"]
 _PROMPT = {"model": "gen-tiny", "prompt": "Más vale", "max_tokens": 5}
+_CHAT = {"model": "chat-tiny", "messages": [{"role": "user", "content": "Hola"}], "max_tokens": 5}
 PATCHES: dict[str, list[dict[str, Any]]] = {
     **{path: [{"model": name} for name in _VECTORS] for path in (
         "/v1/similarity", "/v1/neighbors", "/v1/analogy", "/v1/embeddings/words", "/v1/embeddings/texts")},
@@ -110,6 +119,9 @@ PATCHES: dict[str, list[dict[str, Any]]] = {
     "/v1/generate": [{"model": "gen-tiny"}],
     "/v1/generate_stream": [{"model": "gen-tiny"}],
     "/v1/completions": [{"model": "gen-tiny"}, _PROMPT, {**_PROMPT, "stream": True}],
+    "/v1/embeddings": [patch for name in _VECTORS for patch in ({"model": name}, {"model": name, "input": ["el rey"]})],
+    "/v1/chat/completions": [{"model": "chat-tiny"}, _CHAT, {**_CHAT, "n": 2, "logprobs": True, "top_logprobs": 2},
+                             {**_CHAT, "stream": True, "stream_options": {"include_usage": True}}],
     "/v1/models/{name}": [{"name": name} for name in _ALL],
 }
 
@@ -144,20 +156,23 @@ def test_the_served_document_is_the_tested_one(server: str, http: requests.Sessi
 
 
 def test_document_describes_errors_and_streams() -> None:
-    """Every error response is the ErrorResponse shape (never FastAPI's ``{"detail": ...}``), every route but
-    the probes documents 401/429/504, routes naming models 404, bodies 400/413/422, and the streams are
-    ``text/event-stream``."""
+    """Every error response is the ErrorResponse shape (never FastAPI's ``{"detail": ...}``; TGI's own paths
+    answer the request's errors in TGI's shape, which its client reads), every route but the probes documents
+    401/429/504, routes naming models 404, bodies 400/413/422, and the streams are ``text/event-stream``."""
     doc = DOCUMENT
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    tgi_ref = {"$ref": "#/components/schemas/TGIErrorResponse"}
     assert doc["components"]["schemas"]["ErrorResponse"]["required"] == ["error"]
+    assert set(doc["components"]["schemas"]["TGIErrorResponse"]["required"]) >= {"error", "error_type"}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
             errors = {int(s) for s in responses if int(s) >= 400}
             for status in errors - ({503} if path == "/ready" else set()):
-                assert responses[str(status)]["content"] == {"application/json": {"schema": error_ref}}, (
-                    method, path, status)
+                tgi_shaped = path in ("/", "/generate", "/generate_stream") and status in (400, 404, 422, 503)
+                assert responses[str(status)]["content"] == {"application/json": {
+                    "schema": tgi_ref if tgi_shaped else error_ref}}, (method, path, status)
             if path in ("/health", "/ready"):
                 assert errors <= {503}, (path, errors)
                 continue
@@ -173,6 +188,9 @@ def test_document_describes_errors_and_streams() -> None:
     assert set(completions) == {"application/json", "text/event-stream"}
     assert "itemSchema" in completions["text/event-stream"]
     assert completions["application/json"]["schema"] == {"$ref": "#/components/schemas/CompletionResponse"}
+    chat = doc["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
+    assert set(chat) == {"application/json", "text/event-stream"}
+    assert chat["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatCompletionResponse"}
 
 
 def test_refusals_without_a_key_are_documented(tmp_path: Path) -> None:

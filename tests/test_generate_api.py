@@ -138,8 +138,10 @@ def test_limits(gen_client: TestClient) -> None:
           "validation_error")
     error(gen_client.post("/v1/generate", json={"inputs": "x", "parameters": {"best_of": 2}}), 422,
           "validation_error")
-    error(gen_client.post("/v1/completions", json={"prompt": "x", "n": 2}), 422, "validation_error")
-    error(gen_client.post("/v1/completions", json={"prompt": ["a", "b"]}), 422, "validation_error")
+    for body in ({"n": 17}, {"prompt": []}, {"n": 2, "best_of": 1}, {"suffix": "y"}, {"logprobs": 21},
+                 {"best_of": 3, "stream": True}, {"prompt": ["a"] * 9, "n": 2}, {"logit_bias": {"x": 1}}):
+        err = error(gen_client.post("/v1/completions", json={"prompt": "x", **body}), 422, "validation_error")
+        assert next(iter(body)) in err["message"] or "prompts x best_of" in err["message"], err
     error(gen_client.post("/v1/generate", json={"inputs": "x", "model": "nope"}), 404, "model_not_found")
 
 

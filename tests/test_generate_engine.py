@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from nlp_service.generate import GPT2Engine, SamplingParams
+from nlp_service.generate import GPT2Engine, SamplingParams, StepEvent
 
 VOCAB = 300
 
@@ -318,3 +318,115 @@ def test_extreme_but_valid_parameters_sample_sensibly(model: GPT2LMHeadModel) ->
     assert len(runs) == 2
     with pytest.raises(ValueError, match="seed"):
         SamplingParams(seed=2**64).validate()
+
+
+# ---- the OpenAI/TGI parameters: log-probabilities, penalties, logit bias, typical decoding ----------------
+
+
+def _collect(engine: GPT2Engine, prompts: list[list[int]], params: SamplingParams) -> list[list[StepEvent]]:
+    reqs = [engine.add(p, params) for p in prompts]
+    events: dict[int, list[StepEvent]] = {r.id: [] for r in reqs}
+    for event in engine.run():
+        events[event.request.id].append(event)
+    return [events[r.id] for r in reqs]
+
+
+@STATIC
+def test_logprobs_are_the_models_own(model: GPT2LMHeadModel, static: bool) -> None:
+    """Each generated token's log-probability and its top-3 alternatives equal log_softmax of transformers'
+    logits at that position; each prompt token's, given the ones before it, too (the first has none)."""
+    engine = GPT2Engine(model, max_slots=4, static_shapes=static)
+    params = SamplingParams(max_new_tokens=6, ignore_eos=True, logprobs=3, prompt_logprobs=True)
+    requests = [engine.add(p, params) for p in PROMPTS]
+    events: dict[int, list[StepEvent]] = {r.id: [] for r in requests}
+    for event in engine.run():
+        events[event.request.id].append(event)
+    for prompt, req in zip(PROMPTS, requests, strict=True):
+        ids = torch.tensor([prompt + req.output])
+        with torch.inference_mode():
+            want = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+        got = events[req.id]
+        assert [e.token for e in got] == req.output
+        for step, event in enumerate(got):
+            row = want[len(prompt) - 1 + step]
+            assert event.logprob == pytest.approx(row[event.token].item(), abs=1e-4)
+            top = torch.topk(row, 3)
+            assert [t for t, _ in event.top or []] == top.indices.tolist()
+            assert [v for _, v in event.top or []] == pytest.approx(top.values.tolist(), abs=1e-4)
+        expected_prompt = [want[t - 1, prompt[t]].item() for t in range(1, len(prompt))]
+        assert req.prompt_logprobs == pytest.approx(expected_prompt, abs=1e-4)
+
+
+def test_no_logprobs_unless_asked(model: GPT2LMHeadModel) -> None:
+    [events] = _collect(GPT2Engine(model, max_slots=2), [PROMPTS[0]], SamplingParams(max_new_tokens=3))
+    assert all(e.logprob is None and e.top is None for e in events)
+
+
+def _reference_penalized(model: GPT2LMHeadModel, prompt: list[int], n: int, frequency: float, presence: float,
+                         bias: dict[int, float]) -> list[int]:
+    """Greedy decoding with OpenAI's penalties over the generated tokens and a logit bias, step by step on
+    transformers' full forward pass: the definition the engine must follow."""
+    out: list[int] = []
+    counts = torch.zeros(VOCAB)
+    for _ in range(n):
+        with torch.inference_mode():
+            logits = model(torch.tensor([prompt + out])).logits[0, -1].float()
+        logits = logits - counts * frequency - (counts > 0).float() * presence
+        for token, b in bias.items():
+            logits[token] += b
+        token = int(logits.argmax())
+        out.append(token)
+        counts[token] += 1
+    return out
+
+
+@STATIC
+def test_frequency_presence_penalties_and_logit_bias_follow_openai(model: GPT2LMHeadModel, static: bool) -> None:
+    engine = GPT2Engine(model, max_slots=4, static_shapes=static)
+    plain = engine.generate(PROMPTS, SamplingParams(max_new_tokens=16, ignore_eos=True))
+    assert any(len(set(o)) < len(o) for o in plain)  # greedy repeats itself: something for penalties to change
+    for frequency, presence in ((1.5, 0.0), (0.0, 2.0), (0.7, 0.7)):
+        params = SamplingParams(max_new_tokens=16, ignore_eos=True, frequency_penalty=frequency,
+                                presence_penalty=presence)
+        for prompt, got in zip(PROMPTS, engine.generate(PROMPTS, params), strict=True):
+            assert got == _reference_penalized(model, prompt, 16, frequency, presence, {})
+    # A bias of -100 bans each prompt's plain first token; +100 on another forces it at every step.
+    banned = {p[0]: -100.0 for p in plain}
+    params = SamplingParams(max_new_tokens=5, ignore_eos=True, logit_bias=tuple(banned.items()))
+    for prompt, got, before in zip(PROMPTS, engine.generate(PROMPTS, params), plain, strict=True):
+        assert got[0] != before[0] and got == _reference_penalized(model, prompt, 5, 0.0, 0.0, banned)
+    forced = SamplingParams(max_new_tokens=4, ignore_eos=True, logit_bias=((123, 100.0),))
+    assert engine.generate(PROMPTS[:2], forced) == [[123] * 4, [123] * 4]
+
+
+def test_penalties_of_one_request_leave_the_others_alone(model: GPT2LMHeadModel) -> None:
+    engine = GPT2Engine(model, max_slots=4)
+    plain = SamplingParams(max_new_tokens=12, ignore_eos=True)
+    alone = engine.generate([PROMPTS[0]], plain)[0]
+    penalized = engine.add(PROMPTS[1], dataclasses.replace(plain, presence_penalty=2.0, logit_bias=((5, 50.0),)))
+    other = engine.add(PROMPTS[0], plain)
+    for _ in engine.run():
+        pass
+    assert other.output == alone and penalized.output[0] == 5
+
+
+def test_typical_filter_equals_transformers() -> None:
+    from transformers.generation.logits_process import TypicalLogitsWarper
+
+    from nlp_service.generate._sampling import filter_typical
+
+    torch.manual_seed(1)
+    logits = torch.randn(4, 50) * 3
+    masses = [0.2, 0.5, 0.9, 1.0]
+    got = filter_typical(logits, masses)
+    for row, mass in enumerate(masses[:3]):
+        want = TypicalLogitsWarper(mass=mass)(torch.zeros(1, 1, dtype=torch.long), logits[row:row + 1].clone())
+        assert torch.equal(torch.isinf(got[row]), torch.isinf(want[0]))
+    assert torch.equal(got[3], logits[3])  # mass 1: untouched
+
+
+def test_typical_sampling_runs_and_is_seeded(model: GPT2LMHeadModel) -> None:
+    params = SamplingParams(max_new_tokens=10, do_sample=True, typical_p=0.5, seed=7, ignore_eos=True)
+    a = GPT2Engine(model, max_slots=2).generate(PROMPTS[:2], params)
+    b = GPT2Engine(model, max_slots=2).generate(PROMPTS[:2], params)
+    assert a == b and all(len(o) == 10 for o in a)

@@ -20,6 +20,7 @@ from nlp_service.errors import (
     NotFound,
     Overloaded,
     Unavailable,
+    UnsupportedByModel,
 )
 
 from .helpers import W2V, assert_error, chunked_neighbors_request
@@ -144,6 +145,8 @@ def test_wrong_method(client: TestClient, method: str, path: str, allowed: str) 
     (ModelNotFound("no vectors model named 'x'", available=[]), 404, "model_not_found"),
     (Overloaded("the generation queue is full"), 429, "too_many_requests"),
     (Unavailable("no translator model is loaded"), 503, "no_model"),
+    (UnsupportedByModel("model 'g' has no chat template", code="no_chat_template", model="g"), 400,
+     "no_chat_template"),
 ])
 def test_each_family_of_domain_errors_has_its_status(error: NLPServiceError, status: int, code: str) -> None:
     app = FastAPI()

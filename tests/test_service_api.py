@@ -66,6 +66,12 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/v1/generate",
         "/v1/generate_stream",
         "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        # TGI's own paths, which its client calls
+        "/",
+        "/generate",
+        "/generate_stream",
     }
     for path in (
         "/v1/similarity",

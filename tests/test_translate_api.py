@@ -19,7 +19,7 @@ from nlp_service.config import Settings
 from nlp_service.data import PARALLEL_LIBREOFFICE, iter_parallel
 from nlp_service.translate import TranslatorModel, import_marian
 
-from .helpers import assert_error, ready_client
+from .helpers import assert_error, ready_client, save_tiny_marian
 
 TEXTS = ["Pulse el icono para más información.", "Y dijo Dios: Sea la luz.", "Guardar como"]
 
@@ -105,37 +105,7 @@ def test_concurrent_requests_are_batched_and_answered_in_order(client: TestClien
 def marian_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised Marian model with real SentencePiece vocabularies, saved with
     ``save_pretrained`` exactly as Helsinki-NLP's checkpoints are."""
-    import sentencepiece as spm
-    import torch
-    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
-
-    folder = tmp_path_factory.mktemp("marian-src")
-    pairs = list(itertools.islice(iter_parallel(PARALLEL_LIBREOFFICE, "es", "en"), 1500))
-    for side, texts in (("source", [p[0] for p in pairs]), ("target", [p[1] for p in pairs])):
-        (folder / f"{side}.txt").write_text("\n".join(texts), encoding="utf-8")
-        spm.SentencePieceTrainer.train(input=str(folder / f"{side}.txt"), model_prefix=str(folder / side),
-                                       vocab_size=300, model_type="unigram", bos_id=-1, eos_id=-1, pad_id=-1,
-                                       unk_id=0, minloglevel=2)
-        (folder / f"{side}.model").rename(folder / f"{side}.spm")
-    pieces = ["</s>", "<unk>", "<pad>"]
-    for side in ("source", "target"):
-        proc = spm.SentencePieceProcessor(model_file=str(folder / f"{side}.spm"))
-        pieces += [proc.id_to_piece(i) for i in range(proc.get_piece_size())]
-    vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    tokenizer = MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"),
-                                source_lang="es", target_lang="en")
-    config = MarianConfig(vocab_size=len(vocab), d_model=32, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                          decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=vocab["<pad>"],
-                          eos_token_id=vocab["</s>"], decoder_start_token_id=vocab["<pad>"],
-                          forced_eos_token_id=vocab["</s>"])
-    torch.manual_seed(0)
-    model = MarianMTModel(config)
-    out = tmp_path_factory.mktemp("marian-hf")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_tiny_marian(tmp_path_factory.mktemp("marian-src"))
 
 
 def test_marian_backend_behind_the_same_endpoint(marian_dir: Path, tmp_path: Path) -> None:

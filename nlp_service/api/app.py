@@ -15,7 +15,7 @@ from ._logging import RequestId
 from ._metrics import RequestMetrics
 from ._middleware import CatchAll, Deadline
 from .errors import BodySizeLimit, install_error_handlers
-from .routers import classify, meta, metrics, openai, tgi, translate, vectors
+from .routers import classify, meta, metrics, openai, openai_chat, openai_embeddings, tgi, translate, vectors
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     install_error_handlers(app)
     for router in (meta.router, metrics.router, vectors.router, classify.router, translate.router, tgi.router,
-                   openai.router):
+                   tgi.root_router, openai.router, openai_chat.router, openai_embeddings.router):
         app.include_router(router)
     # Each middleware added wraps those added before it. From the inside out: unexpected errors as a 500
     # that keeps the connection; the request's deadline and its client's disconnect cancel its work; body

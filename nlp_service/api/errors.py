@@ -1,5 +1,9 @@
 """One error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``, the one table
-that maps the domain's errors to status codes, and how the OpenAPI document describes both."""
+that maps the domain's errors to status codes, and how the OpenAPI document describes both.
+
+Routes of another API's own paths may answer in that API's error shape, which its clients read: a route
+of class :class:`TGIRoute` (TGI's ``/``, ``/generate``, ``/generate_stream``) answers
+``{"error": message, "error_type": kind}`` plus our ``code`` and ``details``."""
 
 from __future__ import annotations
 
@@ -9,11 +13,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import InvalidInput, ModelBuilding, NLPServiceError, NotFound, Overloaded, TimedOut, Unavailable
+from ..errors import (
+    InvalidInput,
+    ModelBuilding,
+    NLPServiceError,
+    NotFound,
+    Overloaded,
+    TimedOut,
+    Unavailable,
+    UnsupportedByModel,
+)
 
 log = logging.getLogger("nlp_service.api")
 
@@ -30,6 +44,7 @@ STATUS: tuple[tuple[type[NLPServiceError], int], ...] = (
     (TimedOut, 504),
     (NotFound, 404),
     (InvalidInput, 422),
+    (UnsupportedByModel, 400),
 )
 # What a client should do about some of them.
 HEADERS: dict[type[NLPServiceError], dict[str, str]] = {
@@ -57,7 +72,8 @@ class ErrorResponse(BaseModel):
 
 # Why each status is answered, as the OpenAPI document says it.
 _DESCRIPTIONS = {
-    400: "The body could not be read (not UTF-8 text)",
+    400: "The body could not be read (not UTF-8 text), or the model named cannot do what is asked (a chat "
+         "with a generator that has no chat template)",
     401: "Missing or unknown API key (only when the service has keys: NLP_API_KEYS or NLP_API_KEYS_FILE)",
     404: "No model (or thing) of that name",
     413: "Request body larger than NLP_MAX_BODY_BYTES",
@@ -82,13 +98,22 @@ GUARDED = (401, 429, 504)
 MODEL_QUERY = (*GUARDED, 400, 404, 413, 422, 503)
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+class TGIErrorResponse(BaseModel):
+    """The body of an error of TGI's own paths, as TGI sends it (and our code and details)."""
+
+    error: str = Field(description="What went wrong, for people.")
+    error_type: str = Field(description="TGI's kind: validation, overloaded, generation, or our code.")
+    code: str
+    details: dict[str, Any]
+
+
+def error_responses(*statuses: int, body: type[BaseModel] = ErrorResponse) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route (or router) answering ``statuses`` besides its success: each with the
-    ErrorResponse body. Declaring 422 also replaces FastAPI's own ``{"detail": ...}`` validation schema,
-    which this service never sends."""
+    ErrorResponse body (or ``body``). Declaring 422 also replaces FastAPI's own ``{"detail": ...}``
+    validation schema, which this service never sends."""
     responses: dict[int | str, dict[str, Any]] = {}
     for status in sorted(set(statuses)):
-        responses[status] = {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
+        responses[status] = {"model": body, "description": _DESCRIPTIONS[status]}
         if status in _HEADERS:
             responses[status]["headers"] = _HEADERS[status]
     return responses
@@ -98,6 +123,23 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+class TGIRoute(APIRoute):
+    """A route at one of TGI's own paths: its errors in TGI's shape."""
+
+
+# TGI's error kinds (its client raises ValidationError, OverloadedError, GenerationError by them).
+_TGI_ERROR_TYPES = {422: "validation", 400: "validation", 429: "overloaded", 500: "generation"}
+
+
+def _response(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+              ) -> JSONResponse:
+    if isinstance(request.scope.get("route"), TGIRoute):
+        error = body["error"]
+        body = {"error": error["message"], "error_type": _TGI_ERROR_TYPES.get(status, error["code"]),
+                "code": error["code"], "details": error["details"]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p != "body"]
     return ".".join(parts) or "body"
@@ -105,16 +147,16 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NLPServiceError)
-    async def _domain(_: Request, exc: NLPServiceError) -> JSONResponse:
+    async def _domain(request: Request, exc: NLPServiceError) -> JSONResponse:
         family = next((cls for cls, _ in STATUS if isinstance(exc, cls)), None)
         if family is None:  # raised on purpose, but not about the request: the server's problem
             log.error("%s: %s", exc.__class__.__name__, exc)
-            return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=dict(STATUS)[family],
-                            headers=HEADERS.get(family))
+            return _response(request, 500, error_body("internal_error", "internal server error"))
+        return _response(request, dict(STATUS)[family], error_body(exc.code, exc.message, exc.details),
+                         HEADERS.get(family))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"field": _loc(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
@@ -124,18 +166,17 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "request body is not valid JSON"
         else:
             message = f"{first['field']}: {first['message'].removeprefix('Value error, ')}"
-        return JSONResponse(error_body("validation_error", message, {"errors": errors}), status_code=422)
+        return _response(request, 422, error_body("validation_error", message, {"errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return _response(request, exc.status_code, error_body(code, str(exc.detail)), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+        return _response(request, 500, error_body("internal_error", "internal server error"))
 
 
 class BodySizeLimit:

@@ -16,6 +16,12 @@ Dest = Annotated[Path | None, typer.Option(help="Folder (default: NLP_CACHE_DIR/
 Url = Annotated[str | None, typer.Option(help="Another address (a mirror).")]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for the server.")]
 Name = Annotated[str, typer.Option(help="Model name (folder under the models dir).")]
+# A pretrained model named on the Hugging Face Hub, and which version of it: said once for every command.
+HUB_NAME_HELP = ("(owner/name, @revision to pin a branch, tag or commit; downloaded once into the Hub cache: HF_HOME "
+                 "/ HF_HUB_CACHE, HF_TOKEN for gated repositories, offline from the cache)")
+Revision = Annotated[str | None, typer.Option(
+    help="Hub revision: a branch, tag or commit (default: main; same as owner/name@REVISION). The commit it "
+         "resolves to is recorded in the model's manifest.")]
 
 
 class CcFormat(StrEnum):
@@ -62,40 +68,52 @@ def _download(fetch: Callable[[Path], Path], dest: Path | None, next_step: str) 
 
 @app.command()
 def convert(
-    source: Annotated[Path, typer.Argument(help="fastText .bin, .vec / word2vec text, or word2vec binary (.gz ok); "
-                                                "with --reindex, a vectors model (name or folder).")],
+    source: Annotated[str, typer.Argument(
+        help="fastText .bin, .vec / word2vec text, or word2vec binary (.gz ok); or a Hugging Face Hub repository "
+             "holding a fastText model.bin, such as facebook/fasttext-es-vectors (cc.es.300) " + HUB_NAME_HELP +
+             "; with --reindex, a vectors model (name or folder).")],
     name: Annotated[str | None, typer.Option(help="Model name (folder under the models dir).")] = None,
     format: Annotated[str | None, typer.Option(
         help="fasttext-bin, word2vec-text or word2vec-binary (default: from the file).")] = None,
     limit: Annotated[int | None, typer.Option(help="Keep only the first N (most frequent) words.")] = None,
+    revision: Revision = None,
     ann: Annotated[bool, typer.Option(help="Build an HNSW index (usearch) and measure its recall@10.")] = True,
     reindex: Annotated[bool, typer.Option(
         "--reindex", help="Rebuild the HNSW index of an existing vectors model in place (atomic), e.g. one made with "
              "hnswlib, whose approximate queries fall back to exact search.")] = False,
     lowercase: Annotated[bool, typer.Option(help="Lowercase query text (match the vectors' casing).")] = False,
+    export: Annotated[list[str] | None, typer.Option(
+        help="Also write word2vec-text / word2vec-binary files (vectors.txt / vectors.bin) into the model folder, "
+             "as `train word2vec --export` does; repeat for both.")] = None,
     overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
     """Convert pretrained vectors into the native store: normalised, memory-mapped, instant to load."""
     from ..artifacts import read_manifest
     from ..text import Tokenizer
-    from ..vectors import FORMATS, convert_vectors
+    from ..vectors import EXPORT_FORMATS, FORMATS, convert_vectors
 
     if format is not None and format not in FORMATS:
         typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    if any(fmt not in EXPORT_FORMATS for fmt in export or ()):
+        typer.secho(f"error: --export must be one of {', '.join(EXPORT_FORMATS)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     settings = settings_for(models_dir)
     if reindex:
-        _reindex(source, settings.models_dir, given=[o for o, v in (("--name", name), ("--format", format),
-                                                                      ("--limit", limit)) if v is not None])
+        _reindex(Path(source), settings.models_dir,
+                 given=[o for o, v in (("--name", name), ("--format", format), ("--limit", limit),
+                                       ("--export", export), ("--revision", revision)) if v is not None])
         return
     if name is None:
         typer.secho("error: --name is required (the model's folder under the models dir)", fg=typer.colors.RED,
                     err=True)
         raise typer.Exit(2)
     with user_errors():
-        path = convert_vectors(source, settings.models_dir, name, fmt=format, limit=limit, ann=ann,  # type: ignore[arg-type]
-                               tokenizer=Tokenizer(lowercase=lowercase, keep_punct=True), overwrite=overwrite)
+        path = convert_vectors(source, settings.models_dir, name, revision=revision,
+                               fmt=format, limit=limit, ann=ann,  # type: ignore[arg-type]
+                               tokenizer=Tokenizer(lowercase=lowercase, keep_punct=True), overwrite=overwrite,
+                               exports=export or ())
     echo_json({"model": str(path), "metrics": read_manifest(path).metrics})
 
 
@@ -115,11 +133,13 @@ def _reindex(model: Path, models_dir: Path, given: list[str]) -> None:
 
 @app.command("import-marian")
 def import_marian(
-    source: Annotated[str, typer.Argument(help="A save_pretrained folder, or a hub name with internet "
-                                               "(e.g. Helsinki-NLP/opus-mt-es-en).")],
+    model: Annotated[str, typer.Argument(
+        help="A transformers save_pretrained folder, or a Hugging Face Hub repository such as "
+             "Helsinki-NLP/opus-mt-es-en or Helsinki-NLP/opus-mt-en-es " + HUB_NAME_HELP + ".")],
     name: Name,
     source_lang: Annotated[str, typer.Option("--source", help="Source language code.")] = "es",
     target_lang: Annotated[str, typer.Option("--target", help="Target language code.")] = "en",
+    revision: Revision = None,
     overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
@@ -128,16 +148,18 @@ def import_marian(
 
     settings = settings_for(models_dir)
     with user_errors():
-        path = save(source, settings.models_dir, name, source_lang=source_lang, target_lang=target_lang,
-                    overwrite=overwrite)
+        path = save(model, settings.models_dir, name, source_lang=source_lang, target_lang=target_lang,
+                    revision=revision, overwrite=overwrite)
     typer.echo(f"saved {path}")
 
 
 @app.command("import-generator")
 def import_generator(
-    source: Annotated[str, typer.Argument(help="A save_pretrained folder, or a hub name with internet "
-                                               "(gpt2, DeepESP/gpt2-spanish, ...).")],
+    model: Annotated[str, typer.Argument(
+        help="A transformers save_pretrained folder, or a Hugging Face Hub repository such as DeepESP/gpt2-spanish, "
+             "datificate/gpt2-small-spanish or openai-community/gpt2 " + HUB_NAME_HELP + ".")],
     name: Name,
+    revision: Revision = None,
     overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:
@@ -146,5 +168,5 @@ def import_generator(
 
     settings = settings_for(models_dir)
     with user_errors():
-        path = save(source, settings.models_dir, name, overwrite=overwrite)
+        path = save(model, settings.models_dir, name, revision=revision, overwrite=overwrite)
     typer.echo(f"saved {path}")

@@ -22,8 +22,9 @@ def defaults(
     only: Annotated[list[str] | None, typer.Option(help="Build only this default model (repeat).")] = None,
     defaults_dir: DefaultsDir = None,
 ) -> None:
-    """Build the default models from the shipped data if they are missing, up front (`make serve` builds them
-    in the background instead: `serve --build-defaults`)."""
+    """Build the default models that are missing, up front (`make serve` builds them in the background instead:
+    `serve --build-defaults`): from the shipped data, or with NLP_DEFAULTS=pretrained from Hugging Face Hub models
+    where there are (each the demo instead, with a warning, when the Hub cannot be reached)."""
     from ..defaults import DEFAULT_MODELS, build_missing, run_as_background_build
 
     run_as_background_build()  # when a server started it: a lower priority, and it ends with the server

@@ -1,30 +1,40 @@
-"""The default models: what a first ``make serve`` builds from the shipped data when they are missing
-(in the background, while the service answers with what it has: :class:`BackgroundBuilds`), and what
-``nlp-service defaults`` builds up front.
+"""The default models: what a first ``make serve`` builds when they are missing (in the background, while
+the service answers with what it has: :class:`BackgroundBuilds`), and what ``nlp-service defaults`` builds
+up front.
 
 Each is a config file in this folder, in the format of ``--config`` and of every model's
 ``params.toml`` (so ``nlp-service train rnn --config <this folder>/sentiment-es.toml --name x``
 trains one again); its name is the built-in default of a setting (``NLP_DEFAULT_*_MODEL``), the model
 a request that names none is answered by. A folder of config files of the same names
 (``--defaults-dir``, ``NLP_DEFAULTS_DIR``) replaces the shipped ones it has (smaller budgets, other data).
+
+Profiles (``NLP_DEFAULTS``): ``demo`` builds each from the shipped data (``w2v-es.toml``); another profile
+has config files of its own for some models (``w2v-es.pretrained.toml``) and the demo's for the others.
+``pretrained`` imports Hugging Face Hub models (:mod:`._imports`; the classifiers keep the demos: no Spanish
+sentiment model on the Hub is one we could vouch for), and when one cannot be had (offline, say) builds the
+demo instead, with a warning line that says why and the command that retries.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import list_models
 from ..config import Settings
+from ..hub import HubError
 from ..options import read_config
 from ..registry import get_trainer
 from ..training import Trainer
-from ._background import BackgroundBuilds, run_as_background_build
+from ._background import WARNING_PREFIX, BackgroundBuilds, run_as_background_build
+from ._imports import IMPORTS
 
 log = logging.getLogger(__name__)
 FOLDER = Path(__file__).parent
+DEMO = "demo"  # the profile of the plain config files (w2v-es.toml), and the others' fallback
 
 
 @dataclass(frozen=True)
@@ -43,15 +53,19 @@ class DefaultModel:
     def path(self) -> Path:
         return FOLDER / self.config
 
-    def config_path(self, config_dir: Path | None = None) -> Path:
-        """Its config file: ``config_dir``'s file of the same name if there is one, else the shipped one."""
-        if config_dir is not None and (Path(config_dir) / self.config).is_file():
-            return Path(config_dir) / self.config
+    def config_path(self, config_dir: Path | None = None, profile: str = DEMO) -> Path:
+        """Its config file under ``profile``: the profile's own (``w2v-es.pretrained.toml``) if it has one, else
+        the demo's (``w2v-es.toml``); each ``config_dir``'s file of that name if there is one, else the shipped one."""
+        names = [self.config] if profile == DEMO else [f"{Path(self.config).stem}.{profile}.toml", self.config]
+        for file in names:
+            for folder in (config_dir, FOLDER):
+                if folder is not None and (Path(folder) / file).is_file():
+                    return Path(folder) / file
         return self.path
 
-    def expected_seconds(self, config_dir: Path | None = None) -> float | None:
-        """How long its build takes, when known: for the shipped config only."""
-        return self.seconds if self.config_path(config_dir) == self.path else None
+    def expected_seconds(self, config_dir: Path | None = None, profile: str = DEMO) -> float | None:
+        """How long its build takes, when known: for the shipped demo config only."""
+        return self.seconds if self.config_path(config_dir, profile) == self.path else None
 
     @property
     def description(self) -> str:
@@ -67,7 +81,22 @@ class DefaultModel:
         return self.trainer.kind
 
     def build(self, settings: Settings, *, progress: bool = True, config_dir: Path | None = None) -> Path:
-        path = self.config_path(config_dir)
+        """Build it from its config file under the settings' profile (``NLP_DEFAULTS``), replacing its folder.
+        An imported model that cannot be had from the Hugging Face Hub is built from the demo's config instead,
+        with a warning line (on stderr: a background build's server logs it) saying why and how to retry."""
+        path = self.config_path(config_dir, settings.defaults)
+        imported = IMPORTS.get(read_config(path)["command"])
+        if imported is not None:
+            try:
+                return imported.run(self.name, path, settings)
+            except HubError as exc:
+                demo = self.config_path(config_dir)
+                print(f"{WARNING_PREFIX}{self.name}: not imported from {imported.read(path)[0]}: "
+                      f"{exc.details.get('reason', exc)}; building the demo instead "
+                      f"({read_config(demo).get('description') or demo.name}). To retry once the Hub can be reached: "
+                      f"{imported.command_line(self.name, path)} (a running service loads it at its next start)",
+                      file=sys.stderr, flush=True)
+                path = demo
         trainer = get_trainer(read_config(path)["command"])
         values = trainer.read_config(path) | {"name": self.name, "overwrite": True}
         built, _ = trainer.train(*trainer.options(values), settings=settings, progress=progress)
@@ -99,10 +128,12 @@ def build_missing(settings: Settings, *, progress: bool = True, only: list[str] 
     """Build each default model whose folder is missing; return the names built."""
     built = []
     for spec in missing(settings, only or None):
-        about = read_config(spec.config_path(config_dir)).get("description") or spec.config_path(config_dir).name
+        path = spec.config_path(config_dir, settings.defaults)
+        about = read_config(path).get("description") or path.name
         print(f"building default model {spec.name}: {about}", flush=True)
         spec.build(settings, progress=progress, config_dir=config_dir)
         built.append(spec.name)
     return built
 
-__all__ = ["DEFAULT_MODELS", "BackgroundBuilds", "DefaultModel", "build_missing", "missing", "run_as_background_build"]
+__all__ = ["DEFAULT_MODELS", "DEMO", "BackgroundBuilds", "DefaultModel", "build_missing", "missing",
+           "run_as_background_build"]

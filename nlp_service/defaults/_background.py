@@ -5,8 +5,9 @@ build order, each at a lower CPU priority than the server.
 A process, not a thread: training is CPU-bound and holds the GIL in places (tokenizing, the tokenizer's
 Python loops), and requests must not queue behind it; a lower priority keeps the cores for requests
 first. Its output (its progress bars) says which stage it is in; how far it has got is estimated from
-the time it has taken against the measured build time. The service learns of each model built, or failed,
-through two callbacks, and loads it without a restart.
+the time it has taken against the measured build time; a line it starts with ``warning: `` (a pretrained
+model built as the demo instead) is logged as a warning and shown with the build's progress. The service
+learns of each model built, or failed, through two callbacks, and loads it without a restart.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ log = logging.getLogger("nlp_service.defaults")
 
 # How a build process knows it is one: the server's process id (it exits when that process is gone).
 PARENT_ENV = "_NLP_BUILD_PARENT_PID"
+PROFILE_ENV = "NLP_DEFAULTS"  # the settings' profile, passed on: the server's may not come from the environment
+# What a build process starts a line with to warn (its errors' lines start with "error: ", as every command's).
+WARNING_PREFIX = "warning: "
 NICENESS = 10
 # A tqdm line: "desc:  42%|####  | 420/1000 [00:08<00:11, ...]" or, without a total, "desc: 1.2M words [00:03, ...]".
 _BAR = re.compile(r"^\s*(?P<desc>[^:|\[\]\r\n]{1,80}?):\s+(?:(?P<pct>\d{1,3})%\||.*\[\d+:\d\d)")
@@ -51,6 +55,7 @@ class _Build:
     seconds: float | None = None  # how long it took, once done
     stage: str | None = None
     stage_progress: float | None = None
+    warning: str | None = None  # the build's warning line, if it printed one
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
 
 
@@ -62,7 +67,8 @@ class BackgroundBuilds:
     def __init__(self, settings: Settings, specs: Sequence[DefaultModel], *, config_dir: Path | None = None) -> None:
         self.models_dir = Path(settings.models_dir).resolve()
         self.config_dir = Path(config_dir).resolve() if config_dir is not None else None
-        self._builds = {s.name: _Build(s.name, s.kind, s.expected_seconds(config_dir)) for s in specs}
+        self.profile = settings.defaults
+        self._builds = {s.name: _Build(s.name, s.kind, s.expected_seconds(config_dir, self.profile)) for s in specs}
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # starting a process vs stop()
         self._stopping = threading.Event()
@@ -97,8 +103,9 @@ class BackgroundBuilds:
         """How far the build of ``name`` has got (None when it is not waiting or building): ``state``,
         ``progress`` (0-1, an estimate: time taken against the expected time, else the stage's own),
         ``stage`` (what its progress bar says it does), ``elapsed_seconds``, ``expected_seconds``,
-        ``remaining_seconds`` (an estimate, waiting for the builds before it included) and, while waiting,
-        ``after`` (the builds before it)."""
+        ``remaining_seconds`` (an estimate, waiting for the builds before it included), while waiting ``after``
+        (the builds before it), and ``warning`` once the build has printed one (building the demo instead of a
+        pretrained model that could not be had: why, and how to retry)."""
         build = self._builds.get(name)
         if build is None or build.state not in ("waiting", "building"):
             return None
@@ -128,6 +135,8 @@ class BackgroundBuilds:
         }
         if ahead:
             out["after"] = ahead
+        if build.warning is not None:
+            out["warning"] = build.warning
         return out
 
     @staticmethod
@@ -146,7 +155,8 @@ class BackgroundBuilds:
             if self._stopping.is_set():
                 return
             about = f", about {build.expected:.0f} s" if build.expected else ""
-            log.info("building default model %s in the background (%d of %d%s)", build.name, i, total, about)
+            log.info("building default model %s in the background (%d of %d, %s profile%s)", build.name, i, total,
+                     self.profile, about)
             try:
                 reason = self._build(build)
             except Exception as exc:  # could not even start the process
@@ -173,7 +183,7 @@ class BackgroundBuilds:
                "--models-dir", str(self.models_dir)]
         if self.config_dir is not None:
             cmd += ["--defaults-dir", str(self.config_dir)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()), PROFILE_ENV: self.profile}
         with self._lock:
             if self._stopping.is_set():
                 return "stopped"
@@ -204,13 +214,18 @@ class BackgroundBuilds:
         text = piece.strip()
         if not text:
             return
-        bar = _BAR.match(text)
+        line = piece.endswith("\n")  # a whole line, not a progress bar's refresh
+        bar = None if line and text.startswith(WARNING_PREFIX) else _BAR.match(text)
         if bar:
             build.stage = bar["desc"].strip()
             build.stage_progress = int(bar["pct"]) / 100 if bar["pct"] is not None else None
-        elif piece.endswith("\n"):  # a line (not a bar's refresh): keep it for the log and the reason
+        elif line:  # kept for the log and the reason
             build.tail.append(text)
-            log.info("[%s] %s", build.name, text)
+            if text.startswith(WARNING_PREFIX):
+                build.warning = text.removeprefix(WARNING_PREFIX)
+                log.warning("[%s] %s", build.name, text)
+            else:
+                log.info("[%s] %s", build.name, text)
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -240,4 +255,4 @@ def run_as_background_build() -> None:
     threading.Thread(target=watch, name="exit-with-server", daemon=True).start()
 
 
-__all__ = ["NICENESS", "PARENT_ENV", "BackgroundBuilds", "run_as_background_build"]
+__all__ = ["NICENESS", "PARENT_ENV", "PROFILE_ENV", "WARNING_PREFIX", "BackgroundBuilds", "run_as_background_build"]

@@ -6,7 +6,7 @@ what generation needs); torch loads when a name that needs it is first used.
 """
 
 from .._lazy import lazy_attributes
-from ._params import GPT2Run, GPT2TrainParams, SamplingParams
+from ._params import MAX_LOGPROBS, GPT2Run, GPT2TrainParams, SamplingParams, first_stop
 from ._pipeline import GPT2_TRAINER, SAMPLE_PROMPTS, build_gpt2, sample_texts
 
 __getattr__ = lazy_attributes(__name__, {
@@ -20,6 +20,7 @@ __getattr__ = lazy_attributes(__name__, {
 __all__ = [
     "GPT2_TRAINER",
     "KIND",
+    "MAX_LOGPROBS",
     "SAMPLE_PROMPTS",
     "GPT2Engine",
     "GPT2Run",
@@ -31,6 +32,7 @@ __all__ = [
     "StepEvent",
     "build_gpt2",
     "filter_top_k_top_p",
+    "first_stop",
     "generator_manifest",
     "import_generator",
     "load_pretrained",

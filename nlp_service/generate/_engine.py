@@ -23,8 +23,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._params import SamplingParams
 from ._sampling import (
+    apply_frequency_presence,
+    apply_logit_bias,
     apply_repetition_penalty,
     filter_top_k_top_p,
+    filter_typical,
     sample_rows,
     scale_by_temperature,
     seeded_uniform,
@@ -127,9 +130,11 @@ class GPT2Runner:
         return F.linear(x, self.w.lm_head).float()
 
     @torch.inference_mode()
-    def prefill(self, slots: Sequence[int], prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+    def prefill(self, slots: Sequence[int], prompts: Sequence[Sequence[int]], *, scored: Sequence[int] = ()
+                ) -> tuple[torch.Tensor, dict[int, list[float]]]:
         """Run the prompts (right-padded into one batch), fill their cache rows; logits (N, V) of each
-        prompt's last token."""
+        prompt's last token, and for the prompts at the indices ``scored``, the log-probability of each of
+        their tokens after the first given those before it."""
         w, dev = self.w, self.cache.k.device
         t = max(len(p) for p in prompts)
         # Built on the host and moved once (not one small copy per prompt).
@@ -143,7 +148,18 @@ class GPT2Runner:
         with self._attention_backends():
             x = self._prefill_layers(x, rows, t, mask)
         last = x[torch.arange(len(prompts), device=dev), lengths - 1]
-        return self._logits(last[:, None])[:, 0]
+        return self._logits(last[:, None])[:, 0], {i: self._prompt_logprobs(x[i], prompts[i]) for i in scored}
+
+    def _prompt_logprobs(self, hidden: torch.Tensor, prompt: Sequence[int], chunk: int = 256) -> list[float]:
+        """log p(prompt[t] | prompt[:t]) for t >= 1, from the prompt's hidden states (T, E); in chunks of
+        positions, so a long prompt never holds T x vocabulary logits at once."""
+        out: list[float] = []
+        targets = torch.tensor(list(prompt[1:]), device=hidden.device)
+        for start in range(0, len(prompt) - 1, chunk):
+            logits = self._logits(hidden[start : min(start + chunk, len(prompt) - 1)][None])[0]
+            picked = torch.log_softmax(logits, dim=-1).gather(1, targets[start : start + logits.size(0), None])
+            out += picked[:, 0].tolist()
+        return out
 
     def _prefill_layers(self, x: torch.Tensor, rows: torch.Tensor, t: int, mask: torch.Tensor) -> torch.Tensor:
         w = self.w
@@ -183,6 +199,11 @@ class GPT2Runner:
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             x = self._block_tail(layer, x, attn)
         return self._logits(x)[:, 0]
+
+
+def _counts_tokens(params: SamplingParams) -> bool:
+    """Whether a request needs its generated tokens counted (frequency or presence penalty)."""
+    return params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
 
 
 def _row_buckets(limit: int) -> list[int]:
@@ -272,6 +293,7 @@ class Request:
     slot: int | None = None
     seed: int | None = None  # of its sampling (drawn at random when the caller gave none)
     cancelled: bool = False
+    prompt_logprobs: list[float] | None = None  # with params.prompt_logprobs: of prompt[1:], after the prefill
 
     @property
     def finished(self) -> bool:
@@ -283,6 +305,10 @@ class StepEvent:
     request: Request
     token: int | None  # None when the request ended without a new token (cancelled, failed)
     finished: bool
+    # With params.logprobs: the token's log-probability under the model (before any sampling parameter
+    # changes the distribution) and the ``params.logprobs`` likeliest (token, log-probability) pairs.
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
 
 
 class GPT2Engine:
@@ -320,6 +346,8 @@ class GPT2Engine:
         self.positions = torch.zeros(max_slots, dtype=torch.long, device=self.device)
         self.last_tokens = torch.zeros(max_slots, dtype=torch.long, device=self.device)
         self.seen = torch.zeros(max_slots, self.weights.vocab_size, dtype=torch.bool, device=self.device)
+        # Per slot: how often each token was generated (OpenAI's frequency and presence penalties).
+        self.counts = torch.zeros(max_slots, self.weights.vocab_size, dtype=torch.float32, device=self.device)
         self._ids = itertools.count()
         use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         if use_graphs and self.device.type != "cuda":
@@ -380,7 +408,11 @@ class GPT2Engine:
         decoding = sorted(self.running)  # slots of requests that already have a token to feed
         admitted = self._admit()
         if admitted:
-            logits = self.runner.prefill([r.slot for r in admitted], [r.prompt for r in admitted])  # type: ignore[misc]
+            scored = [i for i, r in enumerate(admitted) if r.params.prompt_logprobs]
+            logits, prompt_logprobs = self.runner.prefill([r.slot for r in admitted],  # type: ignore[misc]
+                                                          [r.prompt for r in admitted], scored=scored)
+            for i, values in prompt_logprobs.items():
+                admitted[i].prompt_logprobs = values
             events += self._sample_and_advance(admitted, logits, advance=False)
         if decoding:
             # Rows 0..n-1 run; holes (free or just-admitted slots) compute throw-away values.
@@ -438,25 +470,45 @@ class GPT2Engine:
             rows = [r.slot for r in penalized for _ in r.prompt]
             cols = [t for r in penalized for t in r.prompt]
             self.seen[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)] = True
+        counted = [r.slot for r in admitted if _counts_tokens(r.params)]
+        if counted:
+            self.counts[torch.tensor(counted, device=self.device)] = 0
         return admitted
 
     def _sample_and_advance(self, reqs: list[Request], logits: torch.Tensor, *, advance: bool) -> list[StepEvent]:
         """Pick each request's next token from its row of ``logits``; retire the finished ones. ``advance``:
         the token fed this step was at the slot's position, so the new one goes one further (after a
         prefill the first new token sits at len(prompt), where the position already points)."""
+        dev = self.device
+        scored = [i for i, r in enumerate(reqs) if r.params.logprobs is not None]
+        # Log-probabilities as the model gives them, before the request's parameters change them.
+        raw = torch.log_softmax(logits[torch.tensor(scored, device=dev)].float(), dim=-1) if scored else None
         penalized = [i for i, r in enumerate(reqs) if r.params.repetition_penalty != 1.0]
         if penalized:
-            rows = torch.tensor(penalized, device=self.device)
-            pen_slots = torch.tensor([reqs[i].slot for i in penalized], device=self.device)
-            factors = torch.tensor([reqs[i].params.repetition_penalty for i in penalized], device=self.device)
+            rows = torch.tensor(penalized, device=dev)
+            pen_slots = torch.tensor([reqs[i].slot for i in penalized], device=dev)
+            factors = torch.tensor([reqs[i].params.repetition_penalty for i in penalized], device=dev)
             logits = logits.clone()
             logits[rows] = apply_repetition_penalty(logits[rows], self.seen[pen_slots], factors[:, None])
+        counted = [i for i, r in enumerate(reqs) if _counts_tokens(r.params)]
+        if counted:
+            rows_c = torch.tensor(counted, device=dev)
+            count_slots = torch.tensor([reqs[i].slot for i in counted], device=dev)
+            frequency = torch.tensor([reqs[i].params.frequency_penalty for i in counted], device=dev)[:, None]
+            presence = torch.tensor([reqs[i].params.presence_penalty for i in counted], device=dev)[:, None]
+            logits = logits.clone() if not penalized else logits
+            logits[rows_c] = apply_frequency_presence(logits[rows_c].float(), self.counts[count_slots], frequency,
+                                                      presence).to(logits.dtype)
+        biased = [i for i, r in enumerate(reqs) if r.params.logit_bias]
+        if biased:
+            logits = apply_logit_bias(logits, biased, [reqs[i].params.logit_bias for i in biased])
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, r in enumerate(reqs) if r.params.do_sample]
         if sampled:
             sub = scale_by_temperature(logits[sampled], [reqs[i].params.temperature for i in sampled])
             sub = filter_top_k_top_p(sub, [reqs[i].params.top_k for i in sampled],
                                      [reqs[i].params.top_p for i in sampled])
+            sub = filter_typical(sub, [reqs[i].params.typical_p for i in sampled])
             # Each request's draw is a function of its seed and position only (see seeded_uniform):
             # one batched draw for all rows, the same text for a seed whatever else is in the batch.
             seeds = [reqs[i].seed or 0 for i in sampled]  # set by add() for every sampled request
@@ -467,11 +519,25 @@ class GPT2Engine:
         self.last_tokens[torch.tensor(slots, device=self.device)] = tokens
         if penalized:
             self.seen[pen_slots, tokens[rows]] = True
+        if counted:
+            self.counts[count_slots, tokens[rows_c]] += 1
+        logprobs: dict[int, tuple[float, list[tuple[int, float]] | None]] = {}
+        if raw is not None:
+            chosen = raw.gather(1, tokens[torch.tensor(scored, device=dev)][:, None])[:, 0].tolist()
+            widest = max(reqs[i].params.logprobs or 0 for i in scored)
+            best = torch.topk(raw, widest, dim=-1) if widest else None
+            best_ids = best.indices.tolist() if best is not None else None
+            best_values = best.values.tolist() if best is not None else None
+            for j, i in enumerate(scored):
+                k = reqs[i].params.logprobs or 0
+                top = list(zip(best_ids[j][:k], best_values[j][:k], strict=True)) if best_ids and best_values and k \
+                    else None
+                logprobs[i] = (chosen[j], top)
         out = tokens.tolist()
         eos = self.weights.eos_token_id
         pos = self._pos
         events = []
-        for req, slot, token in zip(reqs, slots, out, strict=True):
+        for i, (req, slot, token) in enumerate(zip(reqs, slots, out, strict=True)):
             req.output.append(token)
             params = req.params
             if token == eos and not params.ignore_eos:
@@ -480,7 +546,8 @@ class GPT2Engine:
                 self._free(req, "length")
             elif advance:
                 pos[slot] += 1  # type: ignore[index]
-            events.append(StepEvent(req, token, req.finish_reason is not None))
+            logprob, top = logprobs.get(i, (None, None))
+            events.append(StepEvent(req, token, req.finish_reason is not None, logprob, top))
         return events
 
     # -- offline use -----------------------------------------------------------------------------

@@ -7,12 +7,15 @@ Declared once, as :func:`~nlp_service.options.option` fields: ``nlp-service trai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Device
 from ..options import check, fingerprint, option
 from ..training import clip_norm_option, device_option, max_minutes_option, name_option, overwrite_option
+
+MAX_LOGPROBS = 20  # likeliest alternatives reported per token, at most
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,38 @@ class SamplingParams:
                                        max=100)
     # 64 bits, as TGI's seed (u64): the engine keeps the bit pattern in a signed 64-bit tensor.
     seed: int | None = option(None, "Sampling seed: the same seed gives the same text.", min=0, max=2**64 - 1)
+    typical_p: float = option(1.0, "Typical decoding (Meister et al.): sample among the tokens closest to the "
+                              "expected information, this much probability of them (1: off).", above=0, max=1)
+    # OpenAI's: a token's logit minus frequency_penalty x its count in the output so far, minus presence_penalty
+    # if it is there at all (TGI's frequency_penalty is the first).
+    frequency_penalty: float = option(0.0, "Penalty a generated token's logit takes per time it was generated "
+                                      "(OpenAI's; 0: none).", min=-2, max=2)
+    presence_penalty: float = option(0.0, "Penalty a generated token's logit takes once it was generated (OpenAI's; "
+                                     "0: none).", min=-2, max=2)
+    # API-only (no command-line flag): (token id, bias) pairs added to the logits at every step (OpenAI's
+    # logit_bias; -100 bans a token); log-probabilities in the output: of each generated token and of its
+    # `logprobs` likeliest alternatives (None: none), of each prompt token given those before it.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: int | None = None
+    prompt_logprobs: bool = False
     # Applied by the caller that detokenizes (the serving worker), not by the engine.
     stop: tuple[str, ...] = option((), "Stop sequence: the text ends before it (repeat for several).")
     ignore_eos: bool = option(False, "Keep generating past the end-of-text token.")
 
     def validate(self) -> None:
         check(self)
+        for token, bias in self.logit_bias:
+            if token < 0 or not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias: token {token} with bias {bias}: ids are >= 0, biases in [-100, 100]")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise ValueError(f"logprobs must be in [0, {MAX_LOGPROBS}]")
+
+
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Start of the earliest stop sequence in ``text`` (the text is cut there), or None; an empty stop
+    sequence stops nothing."""
+    found = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    return min(found) if found else None
 
 
 @dataclass(kw_only=True)

@@ -89,3 +89,52 @@ def sample_rows(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     cdf = probs.float().cumsum(dim=-1)
     target = (uniform * cdf[:, -1])[:, None]  # scaled by the row's total: rounding never overshoots
     return torch.searchsorted(cdf, target, right=True)[:, 0].clamp_(max=probs.size(-1) - 1)
+
+
+def apply_frequency_presence(logits: torch.Tensor, counts: torch.Tensor, frequency: torch.Tensor,
+                             presence: torch.Tensor) -> torch.Tensor:
+    """OpenAI's penalties: each token's logit minus ``frequency`` x how often the row generated it, minus
+    ``presence`` if it generated it at all. ``counts`` (N, V); ``frequency``, ``presence`` (N, 1)."""
+    return logits - counts * frequency - (counts > 0).to(logits.dtype) * presence
+
+
+def filter_typical(logits: torch.Tensor, masses: Sequence[float]) -> torch.Tensor:
+    """Typical decoding (Meister et al. 2022; transformers' ``TypicalLogitsWarper``): keep the tokens whose
+    information is closest to the distribution's entropy until they hold ``mass`` of the probability; the
+    others to -inf. Rows with mass 1 are left as they are."""
+    rows = [i for i, m in enumerate(masses) if m < 1.0]
+    if not rows:
+        return logits
+    index = torch.tensor(rows, device=logits.device)
+    sub = logits[index]
+    normalized = torch.log_softmax(sub, dim=-1)
+    probs = normalized.exp()
+    entropy = -(normalized * probs).nansum(-1, keepdim=True)
+    shifted = ((-normalized) - entropy).abs()
+    sorted_scores, order = torch.sort(shifted, descending=False)
+    cumulative = sub.gather(-1, order).softmax(dim=-1).cumsum(dim=-1)
+    mass = torch.tensor([masses[i] for i in rows], device=logits.device)[:, None]
+    last = (cumulative < mass).sum(dim=1).clamp_(max=sorted_scores.size(-1) - 1)
+    remove_sorted = sorted_scores > sorted_scores.gather(1, last[:, None])
+    remove_sorted[:, :1] = False  # the most typical token always stays
+    remove = remove_sorted.scatter(1, order, remove_sorted)
+    out = logits.clone()
+    out[index] = sub.masked_fill(remove, float("-inf"))
+    return out
+
+
+def apply_logit_bias(logits: torch.Tensor, rows: Sequence[int], biases: Sequence[Sequence[tuple[int, float]]]
+                     ) -> torch.Tensor:
+    """Each of ``rows`` gets its (token id, bias) pairs added to its logits (OpenAI's ``logit_bias``); ids past
+    the vocabulary are ignored, as a bias for a token the model cannot produce changes nothing."""
+    vocab = logits.size(-1)
+    r = [row for row, pairs in zip(rows, biases, strict=True) for tok, _ in pairs if tok < vocab]
+    c = [tok for pairs in biases for tok, _ in pairs if tok < vocab]
+    v = [bias for pairs in biases for tok, bias in pairs if tok < vocab]
+    if not r:
+        return logits
+    out = logits.clone()
+    dev = logits.device
+    out.index_put_((torch.tensor(r, device=dev), torch.tensor(c, device=dev)),
+                   torch.tensor(v, device=dev, dtype=out.dtype), accumulate=True)
+    return out

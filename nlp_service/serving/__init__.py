@@ -13,6 +13,7 @@ from ._generation import (
     GenerationWorker,
     Piece,
     PromptTooLong,
+    TokenLogprob,
     UnknownTokens,
     first_stop,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "PromptTooLong",
     "QueueFull",
     "Service",
+    "TokenLogprob",
     "Translation",
     "UnknownTokens",
     "VectorQueries",

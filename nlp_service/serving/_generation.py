@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
+import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, LimitExceeded, NLPServiceError
-from ..generate import GeneratorModel, GPT2Engine, Request, SamplingParams
+from ..generate import GeneratorModel, GPT2Engine, Request, SamplingParams, StepEvent, first_stop
 from ._limits import QueueFull
 from ._metrics import (
     GENERATION_ERRORS,
@@ -49,6 +51,15 @@ class UnknownTokens(InvalidInput):
     saved beside a model that was not resized)."""
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token, its text alone, and its log-probability under the model (before sampling's changes)."""
+
+    token_id: int
+    text: str
+    logprob: float | None  # None for a prompt's first token, which nothing predicts
+
+
 @dataclass
 class Piece:
     """One step of a generation as the client sees it."""
@@ -56,11 +67,27 @@ class Piece:
     token_id: int | None
     text: str  # new text (may be empty while a multi-byte character is incomplete)
     finish_reason: str | None = None  # "length" | "eos" | "stop" | "cancelled" on the last piece
+    # With SamplingParams.logprobs set: the token's log-probability and its likeliest alternatives.
+    logprob: float | None = None
+    top_logprobs: list[TokenLogprob] | None = None
+    # On the first piece, with SamplingParams.prompt_logprobs: each prompt token given those before it.
+    prompt_logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(slots=True)
+class _Message:
+    """What the engine thread hands a stream after a step."""
+
+    token: int | None
+    reason: str | None  # the finish reason, on the last message
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
+    prompt_logprobs: list[float] | None = None  # on the first message, when asked for
 
 
 @dataclass
 class _Stream:
-    queue: asyncio.Queue[tuple[int | None, str | None]]  # (token, finish reason on the last message)
+    queue: asyncio.Queue[_Message]
     loop: asyncio.AbstractEventLoop
     admitted: float  # time.perf_counter() when the request was queued
     counted: bool = True  # holds one of the worker's places until released
@@ -200,7 +227,8 @@ class GenerationWorker:
         sent = 0  # characters of detok.emitted already given to the consumer
         try:
             while True:
-                token, reason = await stream.queue.get()
+                message = await stream.queue.get()
+                token, reason = message.token, message.reason
                 if reason == "error":
                     raise GenerationFailed("generation failed in the engine; the error is in the server log")
                 done = reason is not None
@@ -208,16 +236,17 @@ class GenerationWorker:
                     detok.add(token)
                 full = detok.emitted
                 hit = first_stop(full, stops) if stops else None
+                extra = self._scores(message, prompt_ids)
                 if hit is not None:  # the text ends before the stop sequence, which is not returned
-                    yield Piece(token, full[sent:hit], "stop")
+                    yield Piece(token, full[sent:hit], "stop", **extra)
                     return
                 # Hold back a tail that may be the start of a stop sequence.
                 end = len(full) if done else len(full) - _stop_prefix_length(full, stops)
                 chunk, sent = full[sent:end], max(sent, end)
                 if done:
-                    yield Piece(token, chunk, reason)
+                    yield Piece(token, chunk, reason, **extra)
                     return
-                yield Piece(token, chunk)
+                yield Piece(token, chunk, **extra)
         finally:
             with self._wake:
                 self._streams.pop(rid, None)
@@ -226,6 +255,23 @@ class GenerationWorker:
                     self._active -= 1
                     self._cancelled.add(rid)
                     self._wake.notify()
+
+    def token_text(self, token_id: int) -> str:
+        """One token decoded alone (a piece of a multi-byte character shows as U+FFFD)."""
+        return self.tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _scores(self, message: _Message, prompt_ids: Sequence[int]) -> dict[str, Any]:
+        """A piece's log-probabilities, with the tokens' texts, when the request asked for them."""
+        extra: dict[str, Any] = {}
+        if message.logprob is not None:
+            extra["logprob"] = message.logprob
+        if message.top is not None:
+            extra["top_logprobs"] = [TokenLogprob(t, self.token_text(t), lp) for t, lp in message.top]
+        if message.prompt_logprobs is not None:
+            values = [None, *message.prompt_logprobs]
+            extra["prompt_logprobs"] = [TokenLogprob(t, self.token_text(t), lp)
+                                        for t, lp in zip(prompt_ids, values, strict=True)]
+        return extra
 
     # -- the engine thread ------------------------------------------------------------------------
 
@@ -245,35 +291,35 @@ class GenerationWorker:
                     return
                 inbox, self._inbox = self._inbox, []
                 cancelled, self._cancelled = self._cancelled, set()
-            ended: list[tuple[int, int | None, str]] = []  # (worker id, token, reason) of requests that ended
+            ended: list[tuple[int, int | None, str, StepEvent | None]] = []  # (worker id, token, reason, event)
             for rid, prompt, params in inbox:
                 try:
                     req = self.engine.add(prompt, params)
                 except Exception:  # checked before, so unexpected: end this request, keep serving
                     log.exception("generation request refused by the engine")
-                    ended.append((rid, None, "error"))
+                    ended.append((rid, None, "error", None))
                     continue
                 requests[rid], ids[req.id] = req, rid
             for rid in cancelled:
                 if rid in requests:
                     self.engine.cancel(requests[rid])
-            progressed: list[tuple[int, int | None, str | None]] = []  # (worker id, token, reason or None)
+            progressed: list[tuple[int, int | None, str | None, StepEvent | None]] = []
             try:
                 for event in self.engine.step():
                     rid = ids[event.request.id]
                     if event.finished:
-                        ended.append((rid, event.token, event.request.finish_reason or "error"))
+                        ended.append((rid, event.token, event.request.finish_reason or "error", event))
                     else:
-                        progressed.append((rid, event.token, None))
+                        progressed.append((rid, event.token, None, event))
             except Exception:  # a failing step must not leave clients waiting forever
                 log.exception("generation step failed")
                 GENERATION_ERRORS.labels(self.name).inc(len(requests))
                 self.engine.fail_all()
                 # Every request still open here ends with an error, including those that finished
                 # earlier in this step (their events were lost with the exception).
-                ended += [(rid, None, "error") for rid in requests]
+                ended += [(rid, None, "error", None) for rid in requests]
                 progressed = []
-            for rid, _, _ in ended:
+            for rid, *_ in ended:
                 req = requests.pop(rid, None)
                 if req is not None:
                     ids.pop(req.id, None)
@@ -282,22 +328,27 @@ class GenerationWorker:
             self._running.set(len(self.engine.running))
             self._waiting.set(len(self.engine.waiting))
             now = time.perf_counter()
-            deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Stream, int | None, str | None]]] = {}
+            deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Stream, _Message]]] = {}
             with self._wake:
-                for rid, token, reason in [*progressed, *ended]:
+                for rid, token, reason, event in [*progressed, *ended]:
                     stream = self._streams.get(rid)
                     if stream is None:
                         continue
+                    message = _Message(token, reason)
+                    if event is not None:
+                        message.logprob, message.top = event.logprob, event.top
                     if token is not None:
                         self.stats["tokens"] += 1
                         self._tokens.inc()
                         if not stream.started:
                             stream.started = True
                             self._ttft.observe(now - stream.admitted)
+                            if event is not None:
+                                message.prompt_logprobs = event.request.prompt_logprobs
                     if reason is not None and stream.counted:
                         stream.counted = False
                         self._active -= 1
-                    deliveries.setdefault(stream.loop, []).append((stream, token, reason))
+                    deliveries.setdefault(stream.loop, []).append((stream, message))
             # One wake-up of each event loop per step, not one per token: at hundreds of streams the
             # per-call cost of call_soon_threadsafe would otherwise bound the step rate.
             for loop, items in deliveries.items():
@@ -317,16 +368,9 @@ class GenerationWorker:
             self._thread.join(timeout=5)
 
 
-def _deliver(items: list[tuple[_Stream, int | None, str | None]]) -> None:
-    for stream, token, reason in items:
-        stream.queue.put_nowait((token, reason))
-
-
-def first_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Start of the earliest stop sequence in ``text`` (the text is cut there), or None; an empty stop
-    sequence stops nothing."""
-    found = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
-    return min(found) if found else None
+def _deliver(items: list[tuple[_Stream, _Message]]) -> None:
+    for stream, message in items:
+        stream.queue.put_nowait(message)
 
 
 def _stop_prefix_length(text: str, stops: Sequence[str]) -> int:
@@ -349,6 +393,8 @@ class Generation:
     seed: int | None  # the sampling seed in use (None for greedy decoding)
     first: Piece
     _rest: AsyncGenerator[Piece, None]
+    # With SamplingParams.prompt_logprobs: each prompt token given those before it (the first: None).
+    prompt_logprobs: list[TokenLogprob] | None = None
 
     async def pieces(self) -> AsyncIterator[Piece]:
         """Every piece, the first included; the last one carries the finish reason."""
@@ -369,12 +415,44 @@ class Generations:
     def model(self, name: str | None) -> GeneratorModel:
         return self.models.get("generator", name, self.settings.default_generator_model)
 
-    async def start(self, model: GeneratorModel, prompt: str, params: SamplingParams) -> Generation:
-        """Queue ``prompt``; the worker's check (limits, token ids, a full queue) raises here."""
+    async def start(self, model: GeneratorModel, prompt: str, params: SamplingParams, *,
+                    truncate: int | None = None, fit: bool = False) -> Generation:
+        """Queue ``prompt`` (only its last ``truncate`` tokens, when given: TGI's truncate); the worker's
+        check (limits, token ids, a full queue) raises here. ``fit``: ``max_new_tokens`` is an upper bound
+        (OpenAI's ``max_tokens``), cut to what the total-token limit leaves after the prompt."""
         params.validate()
+        if truncate is not None and truncate < 1:
+            raise InvalidInput("truncate must be at least 1 (tokens of the prompt kept, from its end)")
         worker = self.models.generation_worker(model.name)
         worker.check_room()  # before tokenizing: under overload, refusals must be cheap
         ids = worker.encode(prompt)
+        if truncate is not None:
+            ids = ids[-truncate:]
+        room = worker.max_total_tokens - len(ids)
+        if fit and 0 < room < params.max_new_tokens:
+            params = dataclasses.replace(params, max_new_tokens=room)
         stream = worker.stream(ids, params)
         first = await anext(stream)
-        return Generation(len(ids), params.seed, first, stream)
+        return Generation(len(ids), params.seed, first, stream, first.prompt_logprobs)
+
+    async def start_many(self, model: GeneratorModel, prompt: str, params: SamplingParams, count: int, *,
+                         truncate: int | None = None, fit: bool = False) -> list[Generation]:
+        """``count`` generations of one prompt (OpenAI's ``n`` and ``best_of``, TGI's ``best_of``), decoded
+        side by side. Sampled ones each get their own seed, ``seed + i`` (from a random seed when none is
+        given), so they differ and each can be reproduced alone; greedy ones are all the same text."""
+        if count < 1:
+            raise InvalidInput("the number of generations must be at least 1")
+        if params.do_sample and count > 1:
+            base = params.seed if params.seed is not None else secrets.randbits(53)
+            variants = [dataclasses.replace(params, seed=(base + i) % 2**64) for i in range(count)]
+        else:
+            variants = [params] * count
+        started: list[Generation] = []
+        try:
+            for variant in variants:
+                started.append(await self.start(model, prompt, variant, truncate=truncate, fit=fit))
+        except BaseException:
+            for generation in started:  # all or none: free the slots of those that did start
+                await generation.aclose()
+            raise
+        return started

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, reading, write_manifest
 from ..config import device_for
 from ..errors import LimitExceeded
+from ..hub import checkpoint_files
 from ..options import default_of
 from ._params import DecodeOptions, Seq2SeqParams
 
@@ -221,15 +222,15 @@ class MarianRuntime:
         return cls(model, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, source: str | Path) -> MarianRuntime:
-        """From a local ``save_pretrained`` folder, or a hub name such as ``Helsinki-NLP/opus-mt-es-en``
-        when there is internet."""
+    def from_pretrained(cls, folder: str | Path) -> MarianRuntime:
+        """From a ``save_pretrained`` folder (a Hugging Face Hub model: :func:`nlp_service.hub.checkpoint_files`
+        gives its folder in the cache)."""
         from transformers import AutoTokenizer, MarianMTModel
 
         try:
-            return cls(MarianMTModel.from_pretrained(str(source)), AutoTokenizer.from_pretrained(str(source)))
-        except OSError as exc:
-            raise ArtifactError(f"cannot load a Marian model from {source!r}: {exc}") from exc
+            return cls(MarianMTModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder))
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"cannot load a Marian model from {str(folder)!r}: {exc}") from exc
 
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(folder / HF_DIR)
@@ -267,12 +268,14 @@ def translator_manifest(name: str, *, params: dict[str, Any], data: dict[str, An
 
 
 def import_marian(source: str | Path, models_dir: Path, name: str, *, source_lang: str, target_lang: str,
-                  overwrite: bool = False) -> Path:
-    """Save a Marian model (a local ``save_pretrained`` folder, or a hub name such as
-    ``Helsinki-NLP/opus-mt-es-en`` when there is internet) as a translator."""
-    impl = MarianRuntime.from_pretrained(source)
+                  revision: str | None = None, overwrite: bool = False) -> Path:
+    """Save a Marian model (a local ``save_pretrained`` folder, or a Hugging Face Hub name such as
+    ``Helsinki-NLP/opus-mt-es-en``, ``@revision`` or ``revision`` to pin one) as a translator; the manifest's
+    ``data`` says where it came from (a Hub model: repository and commit)."""
+    files = checkpoint_files(source, revision=revision, what="a Marian model")
+    impl = MarianRuntime.from_pretrained(files.path)
     config = impl.model.config.to_dict()
     params = {"marian": {k: config.get(k) for k in ("d_model", "encoder_layers", "decoder_layers", "vocab_size",
                                                      "max_position_embeddings")}}
-    manifest = translator_manifest(name, params=params, data={"source": str(source)}, metrics={})
+    manifest = translator_manifest(name, params=params, data=files.provenance, metrics={})
     return TranslatorModel(name, manifest, source_lang, target_lang, impl).save(models_dir, overwrite=overwrite)

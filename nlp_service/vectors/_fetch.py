@@ -18,6 +18,10 @@ CC_ES = {
     },
 }
 
+# The file of a vectors repository on the Hugging Face Hub: Facebook's fastText repositories there (cc.es.300
+# is facebook/fasttext-es-vectors) each hold their uncompressed .bin under this name.
+HUB_VECTORS_FILE = "model.bin"
+
 
 def fetch_cc_es(dest_dir: Path, fmt: str = "bin", *, url: str | None = None, timeout: float = 20.0) -> Path:
     """Download cc.es.300 (``.bin.gz`` keeps subwords; ``.vec.gz`` is smaller) with resume.

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 KIND = "vectors"
 FORMAT_VERSION = 1
 STORE_DIR = "store"
+# Where ``save(exports=...)`` writes each word2vec format in the model folder.
+EXPORT_FILES = {"word2vec-text": "vectors.txt", "word2vec-binary": "vectors.bin"}
 
 
 @dataclass
@@ -62,10 +64,13 @@ class VectorsModel:
         for fmt in exports:
             if fmt not in EXPORT_FORMATS:
                 raise InvalidInput(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
+        if exports and keyed_vectors is None:
+            keyed_vectors = self.to_keyed_vectors()
         with atomic_model_dir(models_dir, self.name, overwrite=overwrite) as tmp:
             self.store.save(tmp / STORE_DIR)
             for fmt in exports:
-                _export(self.store, keyed_vectors, tmp, fmt)
+                binary = fmt == "word2vec-binary"
+                keyed_vectors.save_word2vec_format(str(tmp / EXPORT_FILES[fmt]), binary=binary)
             for rel, content in (extra_files or {}).items():
                 (tmp / rel).write_bytes(content)
             self.manifest.extra.update({"tokenizer": self.tokenizer.to_dict(), "store_dir": STORE_DIR})
@@ -124,8 +129,10 @@ class VectorsModel:
             raise InvalidInput("vector must be finite and not all zeros", code="invalid_vector")
         return vec
 
-    def analogy(self, a: str, b: str, c: str, *, topn: int, method: Literal["3cosadd", "3cosmul"] = "3cosadd"
+    def analogy(self, a: str, b: str, c: str, *, topn: int = 5, method: Literal["3cosadd", "3cosmul"] = "3cosadd"
                 ) -> list[Neighbor]:
+        """``a`` is to ``b`` as ``c`` is to ...? The ``topn`` best answers (5, as ``/v1/analogy``), input words
+        left out: 3CosAdd (gensim's ``most_similar(positive=[b, c], negative=[a])``) or 3CosMul."""
         with self._named_errors():
             self.store.check_words([a, b, c])  # the missing words in the order asked
             return self.store.analogy(a, b, c, topn=topn, method=method)
@@ -148,6 +155,52 @@ class VectorsModel:
         means = self.store.mean_vectors(tokens, normalized=normalized)
         return [(vec, toks, oov) for toks, (vec, oov) in zip(tokens, means, strict=True)]
 
+    # ---- the Python API: gensim's names, over the methods above (the endpoints' code) ----------------
+
+    def most_similar(self, positive: str | Sequence[str | Sequence[float]] = (), negative: str | Sequence[str] = (),
+                     topn: int = 10, *, approximate: bool = False, ef: int = 64) -> list[tuple[str, float]]:
+        """gensim's ``KeyedVectors.most_similar``: the ``topn`` words nearest (by cosine) to the mean of
+        ``positive`` (a word, words, or vectors) minus ``negative``, as (word, cosine) pairs, best first; the
+        input words are left out. What ``/v1/neighbors`` answers. ``approximate`` searches the HNSW index with
+        breadth ``ef`` (at least ``topn``)."""
+        if isinstance(positive, str) or (isinstance(positive, np.ndarray) and positive.ndim == 1):
+            positive = [positive]
+        negative = [negative] if isinstance(negative, str) else list(negative)
+        found = self.neighbors(list(positive), negative, topn=topn, approximate=approximate, ef=max(ef, topn))
+        return [(n.word, n.score) for n in found]
+
+    def encode(self, texts: str | Sequence[str], *, normalize: bool = False) -> np.ndarray:
+        """Text embeddings as one float32 array, (len(texts), dimensions) (one row for one text given as a
+        string): each the mean of the text's token vectors, as ``/v1/embeddings/texts`` computes it
+        (:meth:`text_vectors`; ``normalize``: unit length). A text with no token that has a vector gets a row of
+        zeros, as gensim's ``get_mean_vector(..., ignore_missing=True)``, spaCy's ``Doc.vector`` and fastText's
+        sentence vectors do (the endpoint answers null there; :meth:`text_vectors` says which tokens were
+        unknown)."""
+        one = isinstance(texts, str)
+        found = self.text_vectors([texts] if isinstance(texts, str) else texts, normalized=normalize)
+        matrix = np.zeros((len(found), self.store.dim), dtype=np.float32)
+        for row, (vector, _, _) in zip(matrix, found, strict=True):
+            if vector is not None:
+                row[:] = vector
+        return matrix[0] if one else matrix
+
+    def to_keyed_vectors(self) -> Any:
+        """The vocabulary's vectors, raw (as trained), as gensim ``KeyedVectors``: same words in the same
+        order, so gensim's ``most_similar`` gives this model's. fastText subword n-grams are not carried (plain
+        ``KeyedVectors`` have none): words outside the vocabulary have no vector there."""
+        from gensim.models import KeyedVectors
+
+        keyed_vectors = KeyedVectors(self.store.dim, dtype=np.float32)
+        keyed_vectors.add_vectors(self.store.words,
+                                  np.asarray(self.store.unit) * np.asarray(self.store.norms)[:, None])
+        return keyed_vectors
+
+    def save_word2vec_format(self, path: str | Path, *, binary: bool = False) -> Path:
+        """Write the vocabulary's vectors in word2vec's text (or ``binary``) format, which gensim, fastText
+        tools and ``nlp-service convert`` read."""
+        self.to_keyed_vectors().save_word2vec_format(str(path), binary=binary)
+        return Path(path)
+
     def describe(self) -> dict[str, Any]:
         m = self.manifest
         ann = self.store.ann_info
@@ -168,13 +221,3 @@ class VectorsModel:
 
 def vectors_manifest(name: str, *, params: dict[str, Any], data: dict[str, Any], metrics: dict[str, Any]) -> Manifest:
     return Manifest(name=name, kind=KIND, format_version=FORMAT_VERSION, params=params, data=data, metrics=metrics)
-
-
-def _export(store: VectorStore, kv: Any, folder: Path, fmt: str) -> None:
-    from gensim.models import KeyedVectors
-
-    if kv is None:
-        kv = KeyedVectors(store.dim, dtype=np.float32)
-        kv.add_vectors(store.words, np.asarray(store.unit) * np.asarray(store.norms)[:, None])
-    binary = fmt == "word2vec-binary"
-    kv.save_word2vec_format(str(folder / ("vectors.bin" if binary else "vectors.txt")), binary=binary)

@@ -7,16 +7,19 @@ import dataclasses
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import MANIFEST, ArtifactError, atomic_model_dir, verify_files, write_manifest
 from ..data import DataError
+from ..hub import model_file
 from ..options import CONFIG_FILE
 from ..text import Tokenizer
 from ..training import Trainer, start_run
 from ._ann import ANN_FILE, OLD_ANN_FILE
 from ._convert import ConversionError, VectorFormat, read_vectors
+from ._fetch import HUB_VECTORS_FILE
 from ._model import STORE_DIR, VectorsModel, vectors_manifest
 from ._params import Word2VecParams, Word2VecRun
 from ._store import STORE_FILE, VectorStore
@@ -70,21 +73,26 @@ def build_word2vec(run: Word2VecRun, params: Word2VecParams | None = None, token
 
 
 def convert_vectors(
-    source: Path,
+    source: str | Path,
     models_dir: Path,
     name: str,
     *,
+    revision: str | None = None,
     fmt: VectorFormat | None = None,
     limit: int | None = None,
     ann: bool = True,
     tokenizer: Tokenizer | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    exports: Sequence[str] = (),
 ) -> Path:
     """Read a pretrained vectors file and write it as a native model (atomic), with an HNSW index
-    and its measured recall unless ``ann`` is false."""
+    and its measured recall unless ``ann`` is false, and word2vec ``exports`` (as ``train word2vec``).
+    ``source`` is a file, or a Hugging Face Hub repository holding a fastText ``model.bin``
+    (``owner/name[@revision]``, e.g. ``facebook/fasttext-es-vectors``), which the manifest records with its commit."""
     start = time.perf_counter()
-    store = read_vectors(Path(source), fmt, limit=limit, progress=progress)
+    files = model_file(source, HUB_VECTORS_FILE, revision=revision, what="vectors")
+    store = read_vectors(files.path, fmt, limit=limit, progress=progress)
     if len(store) == 0:
         raise ConversionError(f"{source}: holds no vectors")
     metrics: dict[str, Any] = {"read_seconds": round(time.perf_counter() - start, 2)}
@@ -92,9 +100,9 @@ def convert_vectors(
         metrics["ann"] = store.build_ann(progress=progress)
     # cc.es.300 keeps case and accents, and its tokens follow its own tokenizer: keep case by default.
     tokenizer = tokenizer or Tokenizer(lowercase=False, keep_punct=True)
-    data = {"source": str(source), "source_name": Path(source).name, "source_size": Path(source).stat().st_size}
+    data = {**files.provenance, "source_name": files.path.name, "source_size": files.path.stat().st_size}
     manifest = vectors_manifest(name, params={"limit": limit, "format": fmt or "auto"}, data=data, metrics=metrics)
-    return VectorsModel(name, manifest, store, tokenizer).save(models_dir, overwrite=overwrite)
+    return VectorsModel(name, manifest, store, tokenizer).save(models_dir, overwrite=overwrite, exports=exports)
 
 
 def reindex_vectors(model_dir: Path, *, connectivity: int = 16, expansion_add: int = 200,

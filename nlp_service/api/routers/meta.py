@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter
@@ -9,8 +10,10 @@ from fastapi.responses import JSONResponse
 
 from ..._version import __version__
 from ...artifacts import library_versions
-from ..deps import LimitsDep, ModelsDep
+from ...errors import NLPServiceError
+from ..deps import GenerationDep, LimitsDep, ModelsDep, SettingsDep
 from ..errors import GUARDED, error_responses
+from ..protocols import tgi
 
 router = APIRouter(tags=["service"])
 
@@ -36,7 +39,10 @@ _READY_BODY = {"type": "object", "required": ["status", "models", "failed"], "pr
                          "elapsed_seconds": {"type": "number"},
                          "expected_seconds": {"type": ["number", "null"]},
                          "remaining_seconds": {"type": ["number", "null"]},
-                         "after": {"type": "array", "items": {"type": "string"}}}}},
+                         "after": {"type": "array", "items": {"type": "string"}},
+                         "warning": {"type": "string", "description": "Present when the build could not have "
+                                     "its pretrained model (NLP_DEFAULTS=pretrained, Hub unreachable) and builds "
+                                     "the demo instead: why, and the command that retries."}}}},
     "failed": {"type": "array", "description": "Models that failed to load (or to build), with why.", "items": {
         "type": "object", "required": ["name", "error"],
         "properties": {"name": {"type": "string"}, "error": {"type": "string"}}}}}}
@@ -64,9 +70,9 @@ def ready(models: ModelsDep) -> JSONResponse:
 
 
 @router.get("/info", responses=error_responses(*GUARDED), summary="Version, libraries, limits and loaded models")
-def info(models: ModelsDep, limits: LimitsDep) -> dict[str, Any]:
+def info(models: ModelsDep, limits: LimitsDep, generation: GenerationDep, settings: SettingsDep) -> dict[str, Any]:
     # Versions and limits; no filesystem paths (the models folder is the operator's business).
-    return {
+    body = {
         "service": "nlp-service",
         "version": __version__,
         "libraries": library_versions(),
@@ -74,6 +80,10 @@ def info(models: ModelsDep, limits: LimitsDep) -> dict[str, Any]:
         "load_seconds": models.load_seconds,
         "limits": limits.describe(),
     }
+    # TGI's fields too (its clients read /info), when the default generator is loaded.
+    with contextlib.suppress(NLPServiceError):
+        body.update(tgi.info(generation.model(None), settings))
+    return body
 
 
 @router.get("/v1/models", responses=error_responses(*GUARDED),
