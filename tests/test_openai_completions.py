@@ -80,6 +80,8 @@ def test_penalties_and_logit_bias_change_the_text(client: openai.OpenAI, tiny_ge
     penalized = client.completions.create(model="gen-tiny", prompt=PROMPT, max_tokens=10, temperature=0,
                                           presence_penalty=2.0, frequency_penalty=2.0).choices[0].text
     assert penalized != plain or len(set(_ids(tiny_generator, plain))) == len(_ids(tiny_generator, plain))
+    with pytest.raises(openai.UnprocessableEntityError, match="not in this model's vocabulary"):
+        client.completions.create(model="gen-tiny", prompt=PROMPT, max_tokens=3, logit_bias={"99999": 5})
 
 
 @pytest.mark.slow

@@ -126,7 +126,7 @@ def filter_typical(logits: torch.Tensor, masses: Sequence[float]) -> torch.Tenso
 def apply_logit_bias(logits: torch.Tensor, rows: Sequence[int], biases: Sequence[Sequence[tuple[int, float]]]
                      ) -> torch.Tensor:
     """Each of ``rows`` gets its (token id, bias) pairs added to its logits (OpenAI's ``logit_bias``); ids past
-    the vocabulary are ignored, as a bias for a token the model cannot produce changes nothing."""
+    the vocabulary (refused by the serving layer's check) are ignored here."""
     vocab = logits.size(-1)
     r = [row for row, pairs in zip(rows, biases, strict=True) for tok, _ in pairs if tok < vocab]
     c = [tok for pairs in biases for tok, _ in pairs if tok < vocab]

@@ -189,6 +189,10 @@ class GenerationWorker:
                                 limit=self.max_total_tokens, got=n + max_new_tokens,
                                 setting="NLP_GENERATION_MAX_TOTAL_TOKENS")
         vocab = self.engine.weights.vocab_size
+        outside = sorted({token for token, _ in params.logit_bias if token >= vocab})[:5]
+        if outside:
+            raise InvalidInput(f"logit_bias: token ids {outside} are not in this model's vocabulary (ids 0 to "
+                               f"{vocab - 1})")
         if max(prompt_ids) >= vocab or min(prompt_ids) < 0:
             bad = sorted({i for i in prompt_ids if not 0 <= i < vocab})[:5]
             raise UnknownTokens(f"inputs: the prompt has token ids {bad} that this model has no embedding for (its "
