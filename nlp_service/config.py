@@ -66,7 +66,8 @@ class Settings(BaseSettings):
 
     # Request limits: anything over them is a 4xx that says which limit was hit.
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted (bytes).")
-    max_words: int = Field(1_000, description="Most words in one request (lists, analogies, embeddings).")
+    max_words: int = Field(1_000, description="Most words in one request (lists, analogies, embeddings; the tokens "
+                           "of all the texts of a classification with `explain`).")
     max_texts: int = Field(256, description="Most texts in one request.")
     max_text_chars: int = Field(20_000, description="Longest text accepted (characters).")
     max_topn: int = Field(1_000, description="Largest topn for neighbour queries.")

@@ -75,6 +75,11 @@ class Tokenizer:
     def tokenize(self, text: str) -> list[str]:
         return [self._normalise(t.text) for t in self._spacy(text) if self._keep(t)]
 
+    def spans(self, text: str) -> list[tuple[str, int, int]]:
+        """The tokens of :meth:`tokenize` with where each stands in ``text``: ``(token, start, end)``
+        character offsets of its original spelling (before lowercasing or accent stripping)."""
+        return [(self._normalise(t.text), t.idx, t.idx + len(t.text)) for t in self._spacy(text) if self._keep(t)]
+
     def tokenize_many(self, texts: Iterable[str], batch_size: int = 1000) -> Iterator[list[str]]:
         for doc in self._spacy.pipe(texts, batch_size=batch_size):
             yield [self._normalise(t.text) for t in doc if self._keep(t)]

@@ -225,6 +225,10 @@ class ResumableRun:
 
 # ---- pictures -----------------------------------------------------------------------------------
 
+# The file a training run's curves are saved as, in its model folder (history_png draws it): what
+# `nlp-service train` points to and GET /v1/models/{name}/curves serves.
+TRAINING_CURVE = "training_curve.png"
+
 # One panel: its y-axis label and the (history key, legend label) pairs it plots.
 Panel = tuple[str, Sequence[tuple[str, str]]]
 
@@ -256,4 +260,5 @@ def history_png(history: list[dict[str, Any]], title: str, panels: Sequence[Pane
     return buf.getvalue()
 
 
-__all__ = ["Panel", "Progress", "ResumableRun", "Trainer", "history_png", "run_folder", "start_run"]
+__all__ = ["TRAINING_CURVE", "Panel", "Progress", "ResumableRun", "Trainer", "history_png", "run_folder",
+           "start_run"]

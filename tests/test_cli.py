@@ -125,6 +125,9 @@ HELP_OPTIONS: dict[tuple[str, ...], list[str]] = {
                         "--max-minutes", "--warmup-steps", "--device", "--models-dir"],
     ("generate",): ["--model", "--max-new-tokens", "--sample", "--top-p", "--seed", "--models-dir"],
     ("import-generator",): ["--name", "--overwrite", "--models-dir"],
+    ("plot",): ["--help"],
+    ("plot", "vectors"): ["--model", "--neighbors", "--output", "--models-dir"],
+    ("plot", "attention"): ["--model", "--beam-size", "--output", "--device", "--models-dir"],
 }
 
 
@@ -162,7 +165,8 @@ def test_help_lists_options(path: tuple[str, ...]) -> None:
     ("group", "commands"),
     [
         ((), ["serve", "defaults", "convert", "models", "train", "fetch", "translate", "import-marian", "generate",
-              "import-generator"]),
+              "import-generator", "plot"]),
+        (("plot",), ["vectors", "attention"]),
         (("train",), ["word2vec", "bow", "rnn", "translator", "gpt2"]),
         (("fetch",), ["cc-es", "tatoeba"]),
     ],
@@ -555,11 +559,15 @@ def test_train_bow_and_rnn_on_a_user_csv(sentiment_file: Path, tmp_path: Path, i
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert 0.5 < report["test"]["accuracy"] <= 1 and report["cross_validation"]["k"] == 3
+    assert result.stderr.splitlines()[-1].startswith("plot: none (`train bow`")
     result = invoke("train", "rnn", str(data), "--name", "enc-gru", "--text-column", "respuesta", "--label-column",
                     "valoracion", "--cell", "gru", "--hidden-size", "8", "--embedding-dim", "8", "--epochs", "1",
                     "--device", "cpu", "--models-dir", str(models))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["best_epoch"] == 1
+    # Last on stderr, where the run's curves are (the baseline has none).
+    assert result.stderr.splitlines()[-1] == f"plot: {models / 'enc-gru' / 'training_curve.png'}"
+    assert (models / "enc-gru" / "training_curve.png").read_bytes().startswith(b"\x89PNG")
     for name in ("enc-bow", "enc-gru"):
         preds = ClassifierModel.load(models / name, device="cpu").predict(["Muy buena."])
         assert preds[0].label in {"pos", "neg"}

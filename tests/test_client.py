@@ -183,6 +183,19 @@ def test_classification_and_translation_methods(url: str, local: dict[str, Any])
         assert translated.translations == local["translate-es-en"].translate(TEXTS[:2], beam_size=3)
         assert client.translate(TEXTS[:2], beam_size=1, max_length=5).translations \
             == local["translate-es-en"].translate(TEXTS[:2], beam_size=1, max_length=5)
+        # Why this label and attention, as the playground asks for them.
+        explained = client.sentiment(TEXTS[:2], explain=True)
+        assert same_predictions(explained, local["sentiment-es"].predict(TEXTS[:2]))
+        for text, result in zip(TEXTS[:2], explained.results, strict=True):
+            assert result.explanation and all(text[t.start:t.end].lower() == t.token for t in result.explanation)
+        assert client.sentiment(TEXTS[:1]).results[0].explanation is None
+        attended = client.translate(TEXTS[:2], source="es", target="en", beam_size=3, return_attention=True)
+        assert attended.translations == translated.translations and attended.attention is not None
+        for attention in attended.attention:
+            assert len(attention.weights) == len(attention.target_tokens)
+            assert all(abs(sum(row) - 1) < 1e-4 and len(row) == len(attention.source_tokens)
+                       for row in attention.weights)
+        assert translated.attention is None
 
 
 def test_generation_methods(url: str, local: dict[str, Any]) -> None:

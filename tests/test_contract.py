@@ -113,9 +113,9 @@ _CHAT = {"model": "chat-tiny", "messages": [{"role": "user", "content": "Hola"}]
 PATCHES: dict[str, list[dict[str, Any]]] = {
     **{path: [{"model": name} for name in _VECTORS] for path in (
         "/v1/similarity", "/v1/neighbors", "/v1/analogy", "/v1/embeddings/words", "/v1/embeddings/texts")},
-    "/v1/classify": [{"model": name} for name in _CLASSIFIERS],
-    "/v1/sentiment": [{"model": name} for name in _CLASSIFIERS],
-    "/v1/translate": [{"model": "tr-small"}],
+    "/v1/classify": [{"model": name, **explain} for name in _CLASSIFIERS for explain in ({}, {"explain": True})],
+    "/v1/sentiment": [{"model": name, **explain} for name in _CLASSIFIERS for explain in ({}, {"explain": True})],
+    "/v1/translate": [{"model": "tr-small"}, {"model": "tr-small", "return_attention": True}],
     "/v1/generate": [{"model": "gen-tiny"}],
     "/v1/generate_stream": [{"model": "gen-tiny"}],
     "/v1/completions": [{"model": "gen-tiny"}, _PROMPT, {**_PROMPT, "stream": True}],
@@ -123,6 +123,7 @@ PATCHES: dict[str, list[dict[str, Any]]] = {
     "/v1/chat/completions": [{"model": "chat-tiny"}, _CHAT, {**_CHAT, "n": 2, "logprobs": True, "top_logprobs": 2},
                              {**_CHAT, "stream": True, "stream_options": {"include_usage": True}}],
     "/v1/models/{name}": [{"name": name} for name in _ALL],
+    "/v1/models/{name}/curves": [{"name": name} for name in _ALL],
 }
 
 
@@ -181,6 +182,8 @@ def test_document_describes_errors_and_streams() -> None:
                 assert {400, 404, 413, 422, 503} <= errors, (path, errors)
     assert doc["paths"]["/v1/models/{name}"]["get"]["responses"].keys() >= {"404", "422"}
     assert set(doc["paths"]["/ready"]["get"]["responses"]) == {"200", "503"}
+    curves = doc["paths"]["/v1/models/{name}/curves"]["get"]["responses"]
+    assert curves.keys() >= {"404", "422"} and list(curves["200"]["content"]) == ["image/png"]
     stream = doc["paths"]["/v1/generate_stream"]["post"]["responses"]["200"]["content"]
     assert list(stream) == ["text/event-stream"]
     assert stream["text/event-stream"]["itemSchema"]["properties"]["data"]["contentMediaType"] == "application/json"

@@ -55,6 +55,7 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/info",
         "/v1/models",
         "/v1/models/{name}",
+        "/v1/models/{name}/curves",
         "/v1/similarity",
         "/v1/neighbors",
         "/v1/analogy",

@@ -134,6 +134,9 @@ def test_marian_backend_behind_the_same_endpoint(marian_dir: Path, tmp_path: Pat
         assert err["details"]["limit"] == 64
         info = c.get("/v1/models/opus-tiny-es-en").json()
         assert info["backend"] == "marian" and info["test_metrics"] is None
+        err = assert_error(c.post("/v1/translate", json={"texts": TEXTS, "return_attention": True}), 422,
+                           "attention_not_supported", "opus-tiny-es-en", "seq2seq")
+        assert err["details"] == {"model": "opus-tiny-es-en", "backend": "marian"}
 
 
 def test_marian_import_errors_are_clear(tmp_path: Path) -> None:
@@ -160,6 +163,7 @@ def test_cli_trains_on_an_anki_file_and_translates(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout[r.stdout.index("{"):])
     assert out["test"]["sentences"] == 15 and "bleu" in out["test"]
+    assert r.stderr.splitlines()[-1] == f"plot: {tmp_path / 'models' / 'anki-en-es' / 'training_curve.png'}"
     r = runner.invoke(cli_app, ["translate", "Save the document", "--model", "anki-en-es", "--beam-size", "2",
                                 "--models-dir", str(tmp_path / "models")])
     assert r.exit_code == 0, r.output

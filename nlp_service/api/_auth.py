@@ -1,6 +1,7 @@
 """Who may call the service, and how often: API keys (``Authorization: Bearer <key>``, what OpenAI's and
 TGI's clients send), a per-key rate limit, CORS for browsers. All off by default; ``/health`` and
-``/ready`` always answer (orchestrators probe them without keys).
+``/ready`` always answer (orchestrators probe them without keys), and so does the playground page (``GET /``
+and ``/static/...``; the API calls it makes need a key).
 
 The service keeps only SHA-256 digests of its keys (``NLP_API_KEYS`` are hashed at start-up,
 ``NLP_API_KEYS_FILE`` holds digests), compares digests in constant time, and never logs a key: log lines
@@ -31,6 +32,18 @@ log = logging.getLogger("nlp_service.api")
 # Probes of liveness and readiness: no key, no rate limit.
 OPEN_PATHS = frozenset({"/health", "/ready"})
 _DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+# The playground page and its assets (GET only: POST / is TGI's root route, and needs a key): no key, no
+# rate limit to load it; the API calls it makes do need them.
+PAGE_PATHS = frozenset({"/"})
+PAGE_PREFIXES = ("/static/",)
+
+
+def is_public(scope: Scope) -> bool:
+    """Whether a request is answered without a key and outside the rate limit: the probes, the page."""
+    path = scope["path"]
+    if path in OPEN_PATHS:
+        return True
+    return scope.get("method") in ("GET", "HEAD") and (path in PAGE_PATHS or path.startswith(PAGE_PREFIXES))
 
 
 class KeysError(ValueError):
@@ -109,7 +122,7 @@ class ApiKeyAuth:
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_public(scope):
             await self.app(scope, receive, send)
             return
         # The token's bytes as sent (a key's UTF-8 bytes, whatever its characters).
@@ -159,7 +172,7 @@ class RateLimit:
         return wait
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_public(scope):
             await self.app(scope, receive, send)
             return
         key: ApiKey | None = scope.get("state", {}).get("api_key")

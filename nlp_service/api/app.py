@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from .._version import __version__
 from ..config import Settings, get_settings
@@ -16,6 +19,13 @@ from ._metrics import RequestMetrics
 from ._middleware import CatchAll, Deadline
 from .errors import BodySizeLimit, install_error_handlers
 from .routers import classify, meta, metrics, openai, openai_chat, openai_embeddings, tgi, translate, vectors
+
+# The playground page (GET /) and its assets: plain HTML, CSS and JS that call the public API.
+STATIC = Path(__file__).parent / "static"
+
+
+def playground() -> FileResponse:
+    return FileResponse(STATIC / "index.html")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (meta.router, metrics.router, vectors.router, classify.router, translate.router, tgi.router,
                    tgi.root_router, openai.router, openai_chat.router, openai_embeddings.router):
         app.include_router(router)
+    # GET / is the playground (POST / stays TGI's root route); no API key needed to load it (_auth.is_public).
+    app.add_api_route("/", playground, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Each middleware added wraps those added before it. From the inside out: unexpected errors as a 500
     # that keeps the connection; the request's deadline and its client's disconnect cancel its work; body
     # size; rate limit, API keys, CORS; the request id (on every response and log line, refusals too).

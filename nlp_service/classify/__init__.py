@@ -7,8 +7,9 @@ The recurrent network's names import torch when first used.
 from .._lazy import lazy_attributes
 from ._baseline import BowClassifier
 from ._data import LabeledData, read_labeled, split_record, stratified_folds, stratified_split
+from ._explain import TokenScore, occlusion_inputs, occlusion_scores
 from ._metrics import classification_metrics
-from ._model import KIND, ClassifierModel, Prediction, tokenizer_for_classification
+from ._model import KIND, ClassifierModel, Prediction, Tokens, tokenizer_for_classification
 from ._params import BowParams, BowRun, LabeledRun, RecurrentRun, RNNParams
 from ._pipeline import BOW_TRAINER, RECURRENT_TRAINER, cross_validate, evaluate, train_bow, train_recurrent
 
@@ -30,11 +31,15 @@ __all__ = [
     "RecurrentClassifier",
     "RecurrentRun",
     "RecurrentRuntime",
+    "TokenScore",
+    "Tokens",
     "Vocabulary",
     "classification_metrics",
     "cross_validate",
     "evaluate",
     "initial_embeddings",
+    "occlusion_inputs",
+    "occlusion_scores",
     "predict_proba",
     "read_labeled",
     "split_record",

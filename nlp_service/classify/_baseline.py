@@ -83,8 +83,8 @@ class BowClassifier:
 
     # ---- inference ---------------------------------------------------------------------------
 
-    def _features(self, texts: Sequence[str]) -> Any:
-        x = self._vectorizer.transform(_prepare(self.tokenizer, texts)).astype(np.float64)
+    def _features(self, token_lists: Sequence[Sequence[str]]) -> Any:
+        x = self._vectorizer.transform([" ".join(tokens) for tokens in token_lists]).astype(np.float64)
         if self.params.features == "tfidf":
             x.data = 1.0 + np.log(x.data)  # sublinear tf
             x = x.multiply(self.idf).tocsr()
@@ -95,7 +95,11 @@ class BowClassifier:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """(n_texts, n_classes) probabilities; for LinearSVC, a softmax of its (uncalibrated) scores."""
-        scores = np.asarray(self._features(texts) @ self.coef.T) + self.intercept
+        return self.predict_proba_tokens(list(self.tokenizer.tokenize_many(texts)))
+
+    def predict_proba_tokens(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """:meth:`predict_proba` of texts already split by the model's tokenizer (``_prepare``'s form)."""
+        scores = np.asarray(self._features(token_lists) @ self.coef.T) + self.intercept
         if self.params.classifier == "logreg" and self.coef.shape[0] == 1:
             p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
             return np.stack([1.0 - p, p], axis=1)

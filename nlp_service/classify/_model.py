@@ -28,13 +28,21 @@ FORMAT_VERSION = 1
 BOW_DIR = "bow"
 
 
+# A text already split by the model's tokenizer: what a prediction is made of. A tuple (never a list),
+# so that ``predict`` tells it from a raw text.
+Tokens = tuple[str, ...]
+
+
 class Backend(Protocol):
-    """What a classifier backend implements: probabilities over raw texts, and its own files."""
+    """What a classifier backend implements: probabilities over raw texts or over their tokens (the
+    model's tokenizer's), and its own files."""
 
     backend: str
     device_name: str
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def predict_proba_tokens(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray: ...
 
     def save(self, folder: Path) -> None: ...
 
@@ -93,8 +101,12 @@ class ClassifierModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.impl.predict_proba(texts)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        probs = self.predict_proba(texts)
+    def predict(self, items: Sequence[str | Tokens]) -> list[Prediction]:
+        """A prediction per item: a raw text, or a text already split into :data:`Tokens` (occlusion's
+        variants, :mod:`._explain`); both kinds may share one batch, and one forward pass."""
+        raw = iter(self.tokenizer.tokenize_many([item for item in items if not isinstance(item, tuple)]))
+        token_lists = [item if isinstance(item, tuple) else next(raw) for item in items]
+        probs = self.impl.predict_proba_tokens(token_lists)
         return [Prediction(self.classes[int(row.argmax())], {c: float(p) for c, p in zip(self.classes, row,
                                                                                          strict=True)})
                 for row in probs]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..artifacts import json_bytes
 from ..options import CONFIG_FILE
-from ..training import Trainer, history_png, run_folder, start_run
+from ..training import TRAINING_CURVE, Trainer, history_png, run_folder, start_run
 from ._baseline import BowClassifier
 from ._data import LabeledData, read_labeled, split_record, stratified_folds, stratified_split
 from ._metrics import classification_metrics
@@ -160,7 +160,7 @@ def train_recurrent(run: RecurrentRun, params: RNNParams | None = None, *, setti
              CONFIG_FILE: RECURRENT_TRAINER.config(run, params).encode()}
     curve = training_curve_png(result.history, f"{run.name} ({params.cell})")
     if curve:
-        files["training_curve.png"] = curve
+        files[TRAINING_CURVE] = curve
     path = ClassifierModel(run.name, manifest, classes, tokenizer, impl).save(
         settings.models_dir, overwrite=run.overwrite, extra_files=files)
     result.run.finish()

@@ -234,7 +234,11 @@ class RecurrentRuntime:
         self.device_name = str(self.device)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        encoded = [self.vocab.encode(t, self.params.max_length) for t in self.tokenizer.tokenize_many(texts)]
+        return self.predict_proba_tokens(list(self.tokenizer.tokenize_many(texts)))
+
+    def predict_proba_tokens(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """:meth:`predict_proba` of texts already split by the model's tokenizer."""
+        encoded = [self.vocab.encode(tokens, self.params.max_length) for tokens in token_lists]
         return predict_proba(self.model, encoded, device=self.device)
 
     def save(self, folder: Path) -> None:

@@ -1,5 +1,5 @@
 """The ``nlp-service`` command: ``serve``, ``hash-key``, ``train``, ``fetch``/``convert``/``import-*``,
-``translate``/``generate``, ``models``/``defaults``; one module per concern. Training options are derived
+``translate``/``generate``, ``plot``, ``models``/``defaults``; one module per concern. Training options are derived
 from the library's option dataclasses (``cli/_options.py``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import batch, fetch, infer, keys, models, serve, train  # noqa: F401  (each adds its commands to the app)
+from . import batch, fetch, infer, keys, models, plot, serve, train  # noqa: F401  (each adds its commands to the app)
 from ._app import app
 
 

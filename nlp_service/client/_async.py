@@ -125,20 +125,24 @@ class AsyncClient:
 
     # ---- classification, translation ----------------------------------------------------------
 
-    async def classify(self, texts: Sequence[str], *, model: str | None = None) -> Classification:
-        """``POST /v1/classify``: each text's label and class probabilities."""
-        return await self._send(calls.classify(texts, model))
+    async def classify(self, texts: Sequence[str], *, model: str | None = None, explain: bool | None = None
+                 ) -> Classification:
+        """``POST /v1/classify``: each text's label and class probabilities; ``explain``: each token's occlusion
+        score too (``ClassResult.explanation``)."""
+        return await self._send(calls.classify(texts, model, explain=explain))
 
-    async def sentiment(self, texts: Sequence[str], *, model: str | None = None) -> Classification:
+    async def sentiment(self, texts: Sequence[str], *, model: str | None = None, explain: bool | None = None
+                  ) -> Classification:
         """``POST /v1/sentiment``: the same, with the default sentiment model unless ``model`` names one."""
-        return await self._send(calls.classify(texts, model, sentiment=True))
+        return await self._send(calls.classify(texts, model, sentiment=True, explain=explain))
 
     async def translate(self, texts: Sequence[str], *, source: str | None = None, target: str | None = None,
                         model: str | None = None, beam_size: int | None = None, max_length: int | None = None,
-                        length_penalty: float | None = None) -> Translations:
+                        length_penalty: float | None = None, return_attention: bool | None = None) -> Translations:
         """``POST /v1/translate``: ``source``/``target`` language codes pick the translator (or ``model``);
         ``beam_size`` 1 is greedy decoding."""
-        return await self._send(calls.translate(texts, source, target, model, beam_size, max_length, length_penalty))
+        return await self._send(calls.translate(texts, source, target, model, beam_size, max_length, length_penalty,
+                                                 return_attention))
 
     # ---- generation -----------------------------------------------------------------------------
 

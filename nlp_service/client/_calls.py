@@ -107,16 +107,18 @@ def text_vectors(texts: Sequence[str], normalize: bool | None, model: str | None
                 _given(texts=list(texts), normalize=normalize, model=model))
 
 
-def classify(texts: Sequence[str], model: str | None, *, sentiment: bool = False) -> Call[Classification]:
+def classify(texts: Sequence[str], model: str | None, *, sentiment: bool = False, explain: bool | None = None
+             ) -> Call[Classification]:
     return Call("POST", "/v1/sentiment" if sentiment else "/v1/classify", _json(Classification.from_json),
-                _given(texts=list(texts), model=model))
+                _given(texts=list(texts), model=model, explain=explain))
 
 
 def translate(texts: Sequence[str], source: str | None, target: str | None, model: str | None,
-              beam_size: int | None, max_length: int | None, length_penalty: float | None) -> Call[Translations]:
+              beam_size: int | None, max_length: int | None, length_penalty: float | None,
+              return_attention: bool | None = None) -> Call[Translations]:
     return Call("POST", "/v1/translate", _json(Translations.from_json),
                 _given(texts=list(texts), source=source, target=target, model=model, beam_size=beam_size,
-                       max_length=max_length, length_penalty=length_penalty))
+                       max_length=max_length, length_penalty=length_penalty, return_attention=return_attention))
 
 
 def generation_body(prompt: str, model: str | None, parameters: dict[str, Any]) -> dict[str, Any]:

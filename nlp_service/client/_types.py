@@ -97,13 +97,31 @@ class TextVectors:
 
 
 @dataclass(frozen=True)
+class TokenScore:
+    """A token of a text and how much it pushed the predicted label (occlusion: the label's probability minus
+    its probability without the token); ``text[start:end]`` is the token as written."""
+
+    token: str
+    start: int
+    end: int
+    score: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TokenScore:
+        return cls(data["token"], data["start"], data["end"], data["score"])
+
+
+@dataclass(frozen=True)
 class ClassResult:
     label: str
     probabilities: dict[str, float]  # of each class; they sum to 1
+    explanation: list[TokenScore] | None = None  # with explain=True
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClassResult:
-        return cls(data["label"], data["probabilities"])
+        explanation = data.get("explanation")
+        return cls(data["label"], data["probabilities"],
+                   None if explanation is None else [TokenScore.from_json(e) for e in explanation])
 
 
 @dataclass(frozen=True)
@@ -117,15 +135,31 @@ class Classification:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """A translation's attention: ``weights[t][s]``, target piece t on source piece s."""
+
+    source_tokens: list[str]
+    target_tokens: list[str]
+    weights: list[list[float]]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attention:
+        return cls(data["source_tokens"], data["target_tokens"], data["weights"])
+
+
+@dataclass(frozen=True)
 class Translations:
     model: str
     source: str
     target: str
     translations: list[str]  # one a text, in order
+    attention: list[Attention] | None = None  # with return_attention=True
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Translations:
-        return cls(data["model"], data["source"], data["target"], data["translations"])
+        attention = data.get("attention")
+        return cls(data["model"], data["source"], data["target"], data["translations"],
+                   None if attention is None else [Attention.from_json(a) for a in attention])
 
 
 @dataclass(frozen=True)

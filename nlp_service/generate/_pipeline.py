@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifacts import json_bytes
 from ..data import SPANISH_CORPUS, DataError, iter_corpus
 from ..options import CONFIG_FILE
-from ..training import Trainer, history_png, run_folder, start_run
+from ..training import TRAINING_CURVE, Trainer, history_png, run_folder, start_run
 from ._params import GPT2Run, GPT2TrainParams, SamplingParams
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def build_gpt2(run: GPT2Run, params: GPT2TrainParams | None = None, *, settings:
     curve = history_png(result.history, f"{name} (GPT-2)", [
         ("train loss", [("train_loss", "train")]), ("held-out perplexity", [("val_perplexity", "val")])], x="step")
     if curve:
-        files["training_curve.png"] = curve
+        files[TRAINING_CURVE] = curve
     manifest = generator_manifest(
         name, params={"gpt2": dataclasses.asdict(params), "split_seed": run.split_seed, "validation": run.validation},
         data={"files": [str(p) for p in paths], "texts": len(texts), "init": run.init}, metrics=metrics)

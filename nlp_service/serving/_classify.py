@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..classify import occlusion_inputs, occlusion_scores
+
 if TYPE_CHECKING:
-    from ..classify import ClassifierModel, Prediction
+    from ..classify import ClassifierModel, Prediction, TokenScore
     from ..config import Settings
     from ._limits import Limits
     from ._manager import ModelManager
@@ -25,3 +27,21 @@ class Classification:
         """Labels and probabilities, computed in a batch shared with concurrent requests."""
         self.limits.texts(texts)
         return await self.models.batcher(model.name).submit(list(texts))
+
+    async def explain(self, model: ClassifierModel, texts: Sequence[str]
+                      ) -> list[tuple[Prediction, list[TokenScore]]]:
+        """Labels and probabilities with each token's occlusion score (:mod:`nlp_service.classify._explain`):
+        every text and all its one-token-removed variants go to the micro-batcher as one request, so they
+        share a forward pass in its worker thread."""
+        self.limits.texts(texts)
+        batcher = self.models.batcher(model.name)
+        batcher.check_room(len(texts))  # before tokenizing: under overload, refusals must be cheap
+        spans = [model.tokenizer.spans(text) for text in texts]
+        self.limits.explain_tokens(sum(len(s) for s in spans))
+        inputs = [occlusion_inputs([token for token, _, _ in s]) for s in spans]
+        predictions = await batcher.submit([item for group in inputs for item in group])
+        out, offset = [], 0
+        for text_spans, group in zip(spans, inputs, strict=True):
+            out.append(occlusion_scores(text_spans, predictions[offset : offset + len(group)]))
+            offset += len(group)
+        return out

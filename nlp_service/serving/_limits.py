@@ -56,6 +56,14 @@ class Limits:
     def beam_size(self, beam_size: int) -> None:
         _over(beam_size, self.max_beam_size, "beam_size", "NLP_MAX_BEAM_SIZE")
 
+    def explain_tokens(self, count: int) -> None:
+        """An explained classification: each token of each text costs one more prediction, so the tokens
+        of all its texts count as the request's words."""
+        if count > self.max_words:
+            raise LimitExceeded(f"explaining these texts means predicting {count} variants, one per token (at most "
+                                f"{self.max_words} tokens in all): send fewer or shorter texts",
+                                limit=self.max_words, got=count, setting="NLP_MAX_WORDS")
+
     def translation_cost(self, cost: int) -> None:
         """A translation request's decoding work: texts x beam_size x max_length, summed over its texts."""
         if cost > self.translation_max_cost:

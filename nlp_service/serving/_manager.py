@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..artifacts import Manifest, read_manifest, remove_interrupted_saves, scan_models, verify_files
-from ..errors import ModelBuilding, ModelNotFound, Unavailable
+from ..errors import ModelBuilding, ModelNotFound, NotFound, Unavailable
 from ..generate import GeneratorModel
 from ..registry import BatchPredictor, Model, get_kind
+from ..training import TRAINING_CURVE
 from ._batching import MicroBatcher
 from ._generation import GenerationWorker
 from ._metrics import MODEL_LOAD_FAILURES, MODELS_LOADED
@@ -392,6 +393,23 @@ class ModelManager:
         return [{"name": n, "error": e} for n, e in sorted(self.failed.items())]
 
     def describe_model(self, name: str) -> dict[str, Any]:
+        return self._describe(name, self._named(name))
+
+    def training_curve(self, name: str) -> bytes:
+        """The PNG of a loaded model's training curves (its folder's ``training_curve.png``); :class:`NotFound`
+        (``no_training_curve``) for a model trained without one (baselines, vectors, imported models). Only a
+        loaded model's name reaches the filesystem: no path comes from the request."""
+        self._named(name)
+        path = Path(self.settings.models_dir) / name / TRAINING_CURVE
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"model {name!r} has no training curve (only models trained here with a per-epoch "
+                           "history have one: rnn, translator, gpt2)", code="no_training_curve",
+                           model=name) from None
+
+    def _named(self, name: str) -> Model:
+        """The loaded model ``name``, else why not (building, still loading, not found)."""
         model = self.models.get(name)
         if model is None and name in self.building:
             raise self._building(name)
@@ -401,7 +419,7 @@ class ModelManager:
         if model is None:
             raise ModelNotFound(f"no model named {name!r}", available=sorted(self.models),
                                 load_error=self.failed.get(name))
-        return self._describe(name, model)
+        return model
 
     def _describe(self, name: str, model: Model) -> dict[str, Any]:
         out = model.describe()

@@ -10,6 +10,7 @@ from ..translate import DecodeOptions, TranslationRequest
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..translate import Translation as TranslationResult
     from ..translate import TranslatorModel
     from ._limits import Limits
     from ._manager import ModelManager
@@ -48,10 +49,18 @@ class Translation:
 
     async def translate(self, model: TranslatorModel, texts: Sequence[str], options: DecodeOptions) -> list[str]:
         """Translations in order, decoded in batches shared with concurrent requests."""
+        return [t.text for t in await self.translate_attended(model, texts, options, attention=False)]
+
+    async def translate_attended(self, model: TranslatorModel, texts: Sequence[str], options: DecodeOptions, *,
+                                 attention: bool) -> list[TranslationResult]:
+        """:meth:`translate`, with each translation's attention weights when ``attention`` (computed in the
+        worker's thread too)."""
+        if attention:
+            model.check_attention()
         self.limits.texts(texts)
         self.limits.beam_size(options.beam_size)
         batcher = self.models.batcher(model.name)
         batcher.check_room(len(texts))  # before tokenizing: under overload, refusals must be cheap
         counts = model.check_lengths(texts)
         self.limits.translation_cost(sum(options.cost(n) for n in counts))
-        return await batcher.submit([TranslationRequest(t, options) for t in texts])
+        return await batcher.submit([TranslationRequest(t, options, attention) for t in texts])

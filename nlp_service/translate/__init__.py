@@ -10,9 +10,12 @@ from ._fetch import TATOEBA, fetch_tatoeba
 from ._metrics import translation_metrics
 from ._model import (
     KIND,
+    AttentionMap,
+    AttentionNotSupported,
     InputTooLong,
     MarianRuntime,
     Seq2SeqRuntime,
+    Translation,
     TranslationRequest,
     TranslatorModel,
     import_marian,
@@ -21,7 +24,7 @@ from ._params import DecodeOptions, LengthFilter, Seq2SeqParams, TranslatorRun
 from ._pipeline import TRANSLATOR_TRAINER, build_translator, read_test_split
 
 __getattr__ = lazy_attributes(__name__, {
-    **dict.fromkeys(("Hypothesis", "Seq2Seq", "beam_search", "decode_many", "greedy_decode",
+    **dict.fromkeys(("Hypothesis", "Seq2Seq", "attention_of", "beam_search", "decode_many", "greedy_decode",
                      "score_sequences"), "._seq2seq"),
     **dict.fromkeys(("TrainResult", "token_batches", "train_seq2seq"), "._train"),
     "Subwords": "._subwords",
@@ -31,6 +34,8 @@ __all__ = [
     "KIND",
     "TATOEBA",
     "TRANSLATOR_TRAINER",
+    "AttentionMap",
+    "AttentionNotSupported",
     "DecodeOptions",
     "Hypothesis",
     "InputTooLong",
@@ -42,9 +47,11 @@ __all__ = [
     "Seq2SeqRuntime",
     "Subwords",
     "TrainResult",
+    "Translation",
     "TranslationRequest",
     "TranslatorModel",
     "TranslatorRun",
+    "attention_of",
     "beam_search",
     "build_translator",
     "decode_many",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, reading, write_manifest
 from ..config import device_for
-from ..errors import LimitExceeded
+from ..errors import InvalidInput, LimitExceeded
 from ..hub import checkpoint_files
 from ..options import default_of
 from ._params import DecodeOptions, Seq2SeqParams
@@ -38,12 +38,40 @@ class InputTooLong(LimitExceeded):
                          "sentences", limit=limit, got=pieces, index=index, pieces=pieces)  # `pieces`: as before
 
 
+class AttentionNotSupported(InvalidInput):
+    """Attention weights were asked of a translator that does not give them (a Marian model)."""
+
+    code = "attention_not_supported"
+
+
 @dataclass(frozen=True)
 class TranslationRequest:
-    """One text and its decoding options: the item type of the service's micro-batcher."""
+    """One text, its decoding options, and whether to return the attention: the item type of the service's
+    micro-batcher."""
 
     text: str
     options: DecodeOptions = dataclasses.field(default_factory=DecodeOptions)
+    attention: bool = False
+
+
+@dataclass(frozen=True)
+class AttentionMap:
+    """Where the decoder looked: ``weights[t][s]`` is the attention of target piece t on source piece s
+    (each row sums to 1). Pieces are the subword vocabularies' (``▁`` marks a space before a piece); the
+    source ends with ``</s>``, and so does the target when the translation ended (was not cut at its
+    length limit)."""
+
+    source_tokens: list[str]
+    target_tokens: list[str]
+    weights: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A translation, with its :class:`AttentionMap` when it was asked for."""
+
+    text: str
+    attention: AttentionMap | None = None
 
 
 class Runtime(Protocol):
@@ -52,11 +80,17 @@ class Runtime(Protocol):
     backend: str
     device_name: str
     max_source_tokens: int
+    gives_attention: bool
 
     def count(self, texts: Sequence[str]) -> list[int]: ...
 
     def translate(self, texts: Sequence[str], *, beam_size: int, max_length: int | None, alpha: float
                   ) -> list[str]: ...
+
+    def translate_attended(self, texts: Sequence[str], *, beam_size: int, max_length: int | None, alpha: float
+                           ) -> list[Translation]:
+        """Translations with their attention; :class:`AttentionNotSupported` from a backend without."""
+        ...
 
     def save(self, folder: Path) -> None: ...
 
@@ -122,17 +156,35 @@ class TranslatorModel:
         texts = [" ".join(t.split()) for t in texts]
         return self.impl.translate(texts, beam_size=beam_size, max_length=max_length, alpha=length_penalty)
 
-    def predict(self, items: Sequence[TranslationRequest]) -> list[str]:
+    def check_attention(self) -> None:
+        """:class:`AttentionNotSupported` unless this translator can give its attention weights."""
+        if not self.impl.gives_attention:
+            raise AttentionNotSupported(f"model {self.name!r} ({self.backend}) does not give attention weights; "
+                                        "only seq2seq translators do", model=self.name, backend=self.backend)
+
+    def translate_attended(self, texts: Sequence[str], *,
+                           beam_size: int = default_of(DecodeOptions, "beam_size"), max_length: int | None = None,
+                           length_penalty: float = default_of(DecodeOptions, "length_penalty")
+                           ) -> list[Translation]:
+        """:meth:`translate` with each translation's :class:`AttentionMap` (the same texts as without)."""
+        self.check_attention()
+        texts = [" ".join(t.split()) for t in texts]
+        return self.impl.translate_attended(texts, beam_size=beam_size, max_length=max_length, alpha=length_penalty)
+
+    def predict(self, items: Sequence[TranslationRequest]) -> list[Translation]:
         """Translate items with possibly different options, batching those that share them."""
-        out: list[str] = [""] * len(items)
-        groups: dict[DecodeOptions, list[int]] = {}
+        out: list[Translation] = [Translation("")] * len(items)
+        groups: dict[tuple[DecodeOptions, bool], list[int]] = {}
         for i, item in enumerate(items):
-            groups.setdefault(item.options, []).append(i)
-        for options, rows in groups.items():
-            translations = self.translate([items[r].text for r in rows], beam_size=options.beam_size,
-                                          max_length=options.max_length, length_penalty=options.length_penalty)
-            for r, text in zip(rows, translations, strict=True):
-                out[r] = text
+            groups.setdefault((item.options, item.attention), []).append(i)
+        for (options, attention), rows in groups.items():
+            texts = [items[r].text for r in rows]
+            kwargs: dict[str, Any] = {"beam_size": options.beam_size, "max_length": options.max_length,
+                                      "length_penalty": options.length_penalty}
+            translations = (self.translate_attended(texts, **kwargs) if attention
+                            else [Translation(t) for t in self.translate(texts, **kwargs)])
+            for r, translation in zip(rows, translations, strict=True):
+                out[r] = translation
         return out
 
     def warm_up(self, settings: Settings | None = None) -> None:
@@ -156,6 +208,7 @@ class Seq2SeqRuntime:
     """Our encoder-decoder with its two subword vocabularies."""
 
     backend = "seq2seq"
+    gives_attention = True
 
     def __init__(self, model: Any, source: Any, target: Any, params: Seq2SeqParams) -> None:
         self.model, self.source, self.target, self.params = model, source, target, params
@@ -198,11 +251,30 @@ class Seq2SeqRuntime:
                              device=self.device)
         return self.target.decode(pieces)
 
+    def translate_attended(self, texts: Sequence[str], *, beam_size: int, max_length: int | None, alpha: float
+                           ) -> list[Translation]:
+        from ._seq2seq import attention_of, decode_many
+        from ._subwords import EOS
+
+        encoded = self.source.encode(texts, self.max_source_tokens)
+        pieces = decode_many(self.model, encoded, beam_size=beam_size, max_length=max_length, alpha=alpha,
+                             device=self.device)
+        limits = DecodeOptions(max_length=max_length)
+        out = []
+        for source, output, text in zip(encoded, pieces, self.target.decode(pieces), strict=True):
+            # Shorter than its limit: the search ended it with </s>, which had its own attention step.
+            target = [*output, EOS] if len(output) < limits.length_limit(len(source)) else output
+            weights = attention_of(self.model, source, target, device=self.device)
+            out.append(Translation(text, AttentionMap(self.source.pieces(source), self.target.pieces(target),
+                                                      weights.tolist())))
+        return out
+
 
 class MarianRuntime:
     """A transformers ``MarianMTModel`` with its tokenizer (``save_pretrained`` form)."""
 
     backend = "marian"
+    gives_attention = False  # generate() could return them (output_attentions); not served: see README
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
@@ -231,6 +303,10 @@ class MarianRuntime:
             return cls(MarianMTModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder))
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot load a Marian model from {str(folder)!r}: {exc}") from exc
+
+    def translate_attended(self, texts: Sequence[str], *, beam_size: int, max_length: int | None, alpha: float
+                           ) -> list[Translation]:
+        raise AttentionNotSupported("Marian translators do not give attention weights", backend=self.backend)
 
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(folder / HF_DIR)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifacts import json_bytes
 from ..data import PARALLEL_ES_EN
 from ..options import CONFIG_FILE
-from ..training import Trainer, history_png, run_folder, start_run
+from ..training import TRAINING_CURVE, Trainer, history_png, run_folder, start_run
 from ._data import read_parallel, split_pairs
 from ._metrics import translation_metrics
 from ._model import Seq2SeqRuntime, TranslatorModel, translator_manifest
@@ -100,7 +100,7 @@ def build_translator(run: TranslatorRun, params: Seq2SeqParams | None = None, le
     }
     curve = training_curve_png(result.history, f"{name} ({run.source}->{run.target})")
     if curve:
-        files["training_curve.png"] = curve
+        files[TRAINING_CURVE] = curve
     manifest = translator_manifest(
         name, params={"seq2seq": dataclasses.asdict(params), "split_seed": run.split_seed,
                       "length_filter": dataclasses.asdict(length)},

@@ -66,9 +66,9 @@ class Seq2Seq(nn.Module):
 
     # -- attention + output --------------------------------------------------------------------
 
-    def attend(self, dec: torch.Tensor, enc: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor | None
-               ) -> torch.Tensor:
-        """Logits (N, T, V) from decoder states (N, T, H) and encoder states (N, S, H)."""
+    def attention(self, dec: torch.Tensor, enc: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor | None
+                  ) -> torch.Tensor:
+        """Attention weights (N, T, S) of decoder states (N, T, H) over encoder states (N, S, H)."""
         if self.attention_kind == "luong":
             scores = torch.bmm(self.attn_query(dec), enc.transpose(1, 2))  # (N, T, S)
         else:
@@ -76,7 +76,12 @@ class Seq2Seq(nn.Module):
             q = self.attn_query(dec)  # (N, T, H)
             scores = self.attn_v(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)
         scores = scores.masked_fill(mask.unsqueeze(1), float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(enc.dtype)
+        return torch.softmax(scores.float(), dim=-1).to(enc.dtype)
+
+    def attend(self, dec: torch.Tensor, enc: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor | None
+               ) -> torch.Tensor:
+        """Logits (N, T, V) from decoder states (N, T, H) and encoder states (N, S, H)."""
+        weights = self.attention(dec, enc, mask, keys)
         context = torch.bmm(weights, enc)
         attentional = torch.tanh(self.combine(torch.cat([context, dec], dim=-1)))
         return self.out(self.dropout(attentional))
@@ -255,6 +260,28 @@ def score_sequences(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, ta
         scores.append(total)
     return scores
 
+
+
+@torch.inference_mode()
+def attention_of(model: Seq2Seq, source: list[int], target: list[int], *, device: torch.device | None = None
+                 ) -> torch.Tensor:
+    """The attention (T, S), float32 on the CPU, of each piece of ``target`` (the decoder's output, ``</s>``
+    included when it ended so) over the pieces of ``source`` (``</s>`` included).
+
+    The decoder has no input feeding: its state at step t depends only on the pieces before t, so one
+    teacher-forced pass over the chosen hypothesis gives the attention its search computed step by step
+    (a beam's history included), without recording anything during the search.
+    """
+    dev = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    src, src_len = collate([source], dev)
+    enc, mask, state, keys = model.encode(src, src_len)
+    tgt_in = torch.tensor([[BOS, *target[:-1]]], dtype=torch.long, device=dev)
+    dec, _ = model.decoder(model.target_embed(tgt_in), state)
+    weights = model.attention(dec, enc, mask, keys)[0].float().cpu()
+    model.train(was_training)
+    return weights
 
 
 def collate(seqs: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,6 +72,10 @@ class Subwords:
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The pieces of ``ids`` as strings (``▁`` marks a space before a piece; specials by name)."""
+        return [self.tokenizer.id_to_token(i) or SPECIALS[UNK] for i in ids]
+
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return [text.strip() for text in self.tokenizer.decode_batch([list(x) for x in ids],
                                                                      skip_special_tokens=True)]

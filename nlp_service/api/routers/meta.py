@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..._version import __version__
 from ...artifacts import library_versions
@@ -96,3 +96,13 @@ def models(manager: ModelsDep) -> dict[str, Any]:  # the name is the OpenAPI ope
             summary="One model's description")
 def model(name: str, models: ModelsDep) -> dict[str, Any]:
     return models.describe_model(name)
+
+
+# A plain (sync) route: reading the file runs in the thread pool, not on the event loop.
+@router.get("/v1/models/{name}/curves", response_class=Response, responses={
+    200: {"description": "The model's training curves (loss and validation metrics by epoch or step), as drawn "
+          "when it was trained", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+    **error_responses(*GUARDED, 404, 422)},
+            summary="A model's training curves (PNG); 404 no_training_curve for a model trained without")
+def curves(name: str, models: ModelsDep) -> Response:
+    return Response(models.training_curve(name), media_type="image/png")

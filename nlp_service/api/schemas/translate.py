@@ -31,6 +31,18 @@ class TranslateRequest(RequestBody):
     length_penalty: float = Field(default_of(DecodeOptions, "length_penalty"),
                                   **bounds(DecodeOptions, "length_penalty"),
                                   description="Beam search length normalisation (GNMT alpha); 0 favours short output.")
+    return_attention: bool = Field(
+        False, description="Also return each translation's attention matrix (`attention`): seq2seq translators "
+        "only; a Marian model answers 422 attention_not_supported.")
+
+
+class Attention(BaseModel):
+    source_tokens: list[str] = Field(description="The text's subword pieces (`▁` marks a space before a piece), "
+                                     "ending with `</s>`.")
+    target_tokens: list[str] = Field(description="The translation's pieces, ending with `</s>` unless the "
+                                     "translation was cut at its length limit.")
+    weights: list[list[float]] = Field(description="`weights[t][s]`: attention of target piece t on source piece "
+                                       "s; one row per target piece, each summing to 1.")
 
 
 class TranslateResponse(BaseModel):
@@ -38,3 +50,6 @@ class TranslateResponse(BaseModel):
     source: str
     target: str
     translations: list[str]
+    attention: list[Attention] | None = Field(
+        None, description="Only with `return_attention`: one matrix per text, in order, for the translation "
+        "returned (the chosen beam's).")
