@@ -52,21 +52,18 @@ def _translate(options: list[Any], models_dir: Path | None) -> None:
 
 
 def _generate(options: list[Any], models_dir: Path | None) -> None:
-    from ..generate import GeneratorModel, GPT2Engine
-    from ..serving import first_stop
+    from ..generate import GeneratorModel
 
     run, params = options
     settings = settings_for(models_dir)
     with user_errors():
         name = run.model or settings.default_generator_model
         gen = GeneratorModel.load(Path(settings.models_dir) / name, device=run.device or settings.device)
-        engine = GPT2Engine(gen.model, max_slots=1, device=str(gen.device))
-        ids = gen.tokenizer(run.prompt, add_special_tokens=False)["input_ids"]
-        params = dataclasses.replace(params, max_new_tokens=min(params.max_new_tokens, engine.max_seq - len(ids)))
-        out = engine.generate([ids], params)[0]
-    text = gen.tokenizer.decode(out, skip_special_tokens=True)
-    cut = first_stop(text, params.stop)
-    typer.echo(run.prompt + (text if cut is None else text[:cut]))
+        # What the model's positions leave after the prompt, at most (the service answers 422 instead).
+        room = gen.model.config.n_positions - len(gen.tokenizer(run.prompt, add_special_tokens=False)["input_ids"])
+        params = dataclasses.replace(params, max_new_tokens=max(1, min(params.max_new_tokens, room)))
+        text = gen.generate(run.prompt, **dataclasses.asdict(params))
+    typer.echo(run.prompt + text)
 
 
 derived_command(app, "translate", groups=(_Translate, DecodeOptions), body=_translate,
