@@ -3,7 +3,7 @@
 A run's options are dataclass fields made with :func:`option`: the field holds the default, the help
 text and the bounds, and everything else is derived from it: the command line (``nlp-service train``
 builds its options from the fields), config files (``--config``: TOML or YAML; every trained model
-saves its whole run as ``params.toml``, so ``nlp-service train rnn --config models/x/params.toml``
+saves its whole run as ``params.toml``, so ``nlp-service train neural --config models/x/params.toml``
 repeats it), and the checks (:func:`check`). Adding a parameter is adding a field.
 """
 

@@ -67,7 +67,8 @@ _BUILTIN_KINDS: dict[str, str] = {
 _BUILTIN_TRAINERS: dict[str, str] = {
     "word2vec": "nlp_service.vectors:WORD2VEC_TRAINER",
     "bow": "nlp_service.classify:BOW_TRAINER",
-    "rnn": "nlp_service.classify:RECURRENT_TRAINER",
+    "neural": "nlp_service.classify:RECURRENT_TRAINER",
+    "rnn": "nlp_service.classify:RECURRENT_TRAINER",  # the alias `neural` had before it also meant CNNs
     "translator": "nlp_service.translate:TRANSLATOR_TRAINER",
     "gpt2": "nlp_service.generate:GPT2_TRAINER",
 }
@@ -86,8 +87,10 @@ def register_kind(kind: str, model_class: type[Model]) -> None:
 
 
 def register_trainer(trainer: Trainer) -> None:
-    """Make ``nlp-service train <trainer.command>`` (and default-model configs) find ``trainer``."""
-    _TRAINERS[trainer.command] = trainer
+    """Make ``nlp-service train <trainer.command>`` (and its aliases, and default-model configs) find
+    ``trainer``."""
+    for command in (trainer.command, *trainer.aliases):
+        _TRAINERS[command] = trainer
 
 
 def known_kinds() -> list[str]:

@@ -45,6 +45,7 @@ class Trainer:
     groups: tuple[type, ...]
     train: Callable[..., tuple[Path, dict[str, Any]]]
     report: Callable[[dict[str, Any]], dict[str, Any]]  # what the command line prints of the metrics
+    aliases: tuple[str, ...] = ()  # older names of the command: they run it, and their config files load
 
     def options(self, given: dict[str, Any], *, where: str = "") -> list[Any]:
         """One instance per group from option values (unknown names are an error)."""
@@ -56,7 +57,7 @@ class Trainer:
         (relative paths are taken from the file's folder)."""
         raw = opts.read_config(path)
         written_for = raw.get("command")
-        if written_for is not None and written_for != self.command:
+        if written_for is not None and written_for not in (self.command, *self.aliases):
             raise InvalidInput(f"{path} holds the options of `train {written_for}`, not `train {self.command}`")
         where = f"{path}: "
         values: dict[str, Any] = {}

@@ -167,7 +167,7 @@ def test_help_lists_options(path: tuple[str, ...]) -> None:
         ((), ["serve", "defaults", "convert", "models", "train", "fetch", "translate", "import-marian", "generate",
               "import-generator", "plot"]),
         (("plot",), ["vectors", "attention"]),
-        (("train",), ["word2vec", "bow", "rnn", "translator", "gpt2"]),
+        (("train",), ["word2vec", "bow", "neural", "rnn", "translator", "gpt2"]),
         (("fetch",), ["cc-es", "tatoeba"]),
     ],
 )

@@ -108,8 +108,8 @@ def test_check_bounds(field: str, value: object, message: str) -> None:
 
 
 def test_check_choices_of_the_library_params() -> None:
-    with pytest.raises(InvalidInput, match="cell must be one of rnn, lstm, gru, not 'cnn'"):
-        RNNParams(cell="cnn").validate()  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="cell must be one of rnn, lstm, gru, cnn, not 'transformer'"):
+        RNNParams(cell="transformer").validate()  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="C must be positive"):
         BowParams(C=0).validate()
     with pytest.raises(ValueError, match="hidden_size must be even"):
@@ -167,10 +167,14 @@ def test_a_run_dumped_and_read_back_is_the_same_run(tmp_path: Path) -> None:
     path = tmp_path / "params.toml"
     path.write_text(trainer.config(run, params), encoding="utf-8")
     text = path.read_text(encoding="utf-8")
-    assert "nlp-service train rnn --config <this file>" in text  # how to use it, in its header
+    assert "nlp-service train neural --config <this file>" in text  # how to use it, in its header
     assert "overwrite" not in tomllib.loads(text)  # about that invocation, not the model
     back = trainer.options(trainer.read_config(path))
     assert back[1] == params
+    # A file written when the command was `train rnn` (the shipped defaults, older models) still loads.
+    path.write_text(text.replace('command = "neural"', 'command = "rnn"'), encoding="utf-8")
+    assert 'command = "rnn"' in path.read_text(encoding="utf-8")
+    assert trainer.options(trainer.read_config(path))[1] == params
     assert back[0] == dataclasses.replace(run, data=[Path("reviews.tsv").resolve()],
                                           vectors=Path("models/w2v").resolve(), overwrite=False)
 
@@ -266,11 +270,11 @@ def test_config_errors_on_the_command_line(tmp_path: Path) -> None:
     r = invoke("train", "bow", "--config", str(bad), "--models-dir", str(tmp_path))
     assert r.exit_code == 1 and f"{bad}: unknown option 'ngram'" in r.stderr and "ngram_max" in r.stderr
     r = invoke("train", "rnn", "--config", str(bad), "--models-dir", str(tmp_path))
-    assert r.exit_code == 1 and "holds the options of `train bow`, not `train rnn`" in r.stderr
+    assert r.exit_code == 1 and "holds the options of `train bow`, not `train neural`" in r.stderr
 
 
 def test_trained_models_save_their_run(rnn_model: Path, w2v_model: Path, translator_model: Path) -> None:
-    for path, command in ((rnn_model, "rnn"), (w2v_model, "word2vec"), (translator_model, "translator")):
+    for path, command in ((rnn_model, "neural"), (w2v_model, "word2vec"), (translator_model, "translator")):
         saved = tomllib.loads((path / "params.toml").read_text(encoding="utf-8"))
         assert saved["command"] == command and saved["name"] == path.name
         assert "params.toml" in read_manifest(path).files

@@ -1,4 +1,5 @@
-"""Text classification: n-gram baselines (scikit-learn) and recurrent networks (PyTorch), trained on
+"""Text classification: n-gram baselines (scikit-learn) and neural networks (PyTorch: recurrent or
+convolutional), trained on
 labeled texts and served behind one interface (:class:`ClassifierModel`).
 
 The recurrent network's names import torch when first used.
@@ -7,46 +8,53 @@ The recurrent network's names import torch when first used.
 from .._lazy import lazy_attributes
 from ._baseline import BowClassifier
 from ._data import LabeledData, read_labeled, split_record, stratified_folds, stratified_split
-from ._explain import TokenScore, occlusion_inputs, occlusion_scores
+from ._explain import TokenScore, activation_inputs, activation_scores, occlusion_inputs, occlusion_scores
 from ._metrics import classification_metrics
-from ._model import KIND, ClassifierModel, Prediction, Tokens, tokenizer_for_classification
-from ._params import BowParams, BowRun, LabeledRun, RecurrentRun, RNNParams
+from ._model import KIND, ActivationOf, ClassifierModel, Prediction, Tokens, tokenizer_for_classification
+from ._params import BowParams, BowRun, LabeledRun, NeuralParams, RecurrentRun, RNNParams
 from ._pipeline import BOW_TRAINER, RECURRENT_TRAINER, cross_validate, evaluate, train_bow, train_recurrent
 
-_TORCH = ("RecurrentClassifier", "RecurrentRuntime", "Vocabulary", "initial_embeddings", "predict_proba", "train_rnn")
+_TORCH = ("ConvClassifier", "RecurrentClassifier", "RecurrentRuntime", "Vocabulary", "build_network",
+          "initial_embeddings", "predict_proba", "train_rnn")
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_TORCH, "._rnn"))
 
 __all__ = [
-    "BOW_TRAINER",
-    "KIND",
-    "RECURRENT_TRAINER",
-    "BowClassifier",
-    "BowParams",
-    "BowRun",
-    "ClassifierModel",
-    "LabeledData",
-    "LabeledRun",
-    "Prediction",
-    "RNNParams",
-    "RecurrentClassifier",
-    "RecurrentRun",
-    "RecurrentRuntime",
-    "TokenScore",
-    "Tokens",
-    "Vocabulary",
-    "classification_metrics",
-    "cross_validate",
-    "evaluate",
-    "initial_embeddings",
-    "occlusion_inputs",
-    "occlusion_scores",
-    "predict_proba",
-    "read_labeled",
-    "split_record",
-    "stratified_folds",
-    "stratified_split",
-    "tokenizer_for_classification",
-    "train_bow",
-    "train_recurrent",
-    "train_rnn",
+          "BOW_TRAINER",
+          "KIND",
+          "RECURRENT_TRAINER",
+          "ActivationOf",
+          "BowClassifier",
+          "BowParams",
+          "BowRun",
+          "ClassifierModel",
+          "ConvClassifier",
+          "LabeledData",
+          "LabeledRun",
+          "NeuralParams",
+          "Prediction",
+          "RNNParams",
+          "RecurrentClassifier",
+          "RecurrentRun",
+          "RecurrentRuntime",
+          "TokenScore",
+          "Tokens",
+          "Vocabulary",
+          "activation_inputs",
+          "activation_scores",
+          "build_network",
+          "classification_metrics",
+          "cross_validate",
+          "evaluate",
+          "initial_embeddings",
+          "occlusion_inputs",
+          "occlusion_scores",
+          "predict_proba",
+          "read_labeled",
+          "split_record",
+          "stratified_folds",
+          "stratified_split",
+          "tokenizer_for_classification",
+          "train_bow",
+          "train_recurrent",
+          "train_rnn",
 ]

@@ -1,4 +1,5 @@
-"""Why a classifier chose its label: occlusion, token by token.
+"""Why a classifier chose its label: occlusion, token by token (any classifier), or the class
+activation map (convolutional ones). Both give one :class:`TokenScore` per token.
 
 A token's score is the predicted class's probability for the whole text minus its probability with
 that one token removed: positive when the token pushed the text towards the label. The inputs are
@@ -6,6 +7,9 @@ token lists (the model's own tokenization), so removing a token is exact: no re-
 edited text that could split differently. The text and all its one-token-removed variants are
 predicted together, in one batch (:func:`occlusion_inputs` builds them, :func:`occlusion_scores`
 reads the answers back).
+
+The class activation map needs one input per text (:func:`activation_inputs`); each token's score is its
+share of the predicted class's logit through the max-pooled feature maps (:func:`activation_scores`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._model import Prediction, Tokens
+from ._model import ActivationOf, Prediction, Tokens
 
-__all__ = ["TokenScore", "occlusion_inputs", "occlusion_scores"]
+__all__ = ["TokenScore", "activation_inputs", "activation_scores", "occlusion_inputs", "occlusion_scores"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,18 @@ def occlusion_scores(spans: Sequence[tuple[str, int, int]], predictions: Sequenc
     p = full.probabilities[full.label]
     return full, [TokenScore(token, start, end, p - w.probabilities[full.label])
                   for (token, start, end), w in zip(spans, without, strict=True)]
+
+
+def activation_inputs(spans: Sequence[Sequence[tuple[str, int, int]]]) -> list[ActivationOf]:
+    """One class-activation request per text, from its token ``spans`` (``Tokenizer.spans``)."""
+    return [ActivationOf(tuple(token for token, _, _ in s)) for s in spans]
+
+
+def activation_scores(spans: Sequence[tuple[str, int, int]], prediction: Prediction
+                      ) -> tuple[Prediction, list[TokenScore]]:
+    """The prediction (without its raw activation) and each token's class activation score."""
+    if prediction.activation is None or len(prediction.activation) != len(spans):
+        raise ValueError(f"expected a class activation for each of the {len(spans)} tokens")
+    scores = prediction.activation
+    return (Prediction(prediction.label, prediction.probabilities),
+            [TokenScore(token, start, end, score) for (token, start, end), score in zip(spans, scores, strict=True)])

@@ -1,12 +1,13 @@
-"""The ``classifier`` model kind: a BoW baseline or a recurrent network behind one interface.
+"""The ``classifier`` model kind: a BoW baseline or a neural network (recurrent or CNN) behind one interface.
 
 A model folder holds the backend's files (``bow/`` for a baseline; ``model.pt`` and ``vocab.txt``
-for a recurrent network), ``split.json``, ``metrics.json`` and the manifest, whose ``extra`` says
+for a neural network), ``split.json``, ``metrics.json`` and the manifest, whose ``extra`` says
 the backend, the tokenizer, the classes, the task and the language.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,14 @@ import numpy as np
 
 from ..artifacts import ArtifactError, Manifest, atomic_model_dir, open_model_dir, reading, write_manifest
 from ..config import device_for
+from ..errors import InvalidInput
 from ..text import Tokenizer
 from ._baseline import BowClassifier
 from ._params import RNNParams
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ._explain import TokenScore
 
 KIND = "classifier"
 FORMAT_VERSION = 1
@@ -51,6 +54,15 @@ class Backend(Protocol):
 class Prediction:
     label: str
     probabilities: dict[str, float]
+    activation: list[float] | None = None  # for an :class:`ActivationOf` item: a score per token
+
+
+@dataclass(frozen=True)
+class ActivationOf:
+    """An item of :meth:`ClassifierModel.predict` asking also for the class activation of each of
+    these tokens (convolutional models): it rides the same micro-batches as plain predictions."""
+
+    tokens: Tokens
 
 
 @dataclass
@@ -101,15 +113,47 @@ class ClassifierModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.impl.predict_proba(texts)
 
-    def predict(self, items: Sequence[str | Tokens]) -> list[Prediction]:
+    @property
+    def has_class_activation(self) -> bool:
+        """Whether :meth:`class_activation` works: a convolutional network (``cell = "cnn"``)."""
+        return bool(getattr(self.impl, "convolutional", False))
+
+    def predict(self, items: Sequence[str | Tokens | ActivationOf]) -> list[Prediction]:
         """A prediction per item: a raw text, or a text already split into :data:`Tokens` (occlusion's
-        variants, :mod:`._explain`); both kinds may share one batch, and one forward pass."""
-        raw = iter(self.tokenizer.tokenize_many([item for item in items if not isinstance(item, tuple)]))
-        token_lists = [item if isinstance(item, tuple) else next(raw) for item in items]
-        probs = self.impl.predict_proba_tokens(token_lists)
-        return [Prediction(self.classes[int(row.argmax())], {c: float(p) for c, p in zip(self.classes, row,
+        variants, :mod:`._explain`); both kinds may share one batch, and one forward pass. An
+        :class:`ActivationOf` item also gets its tokens' class activation (a second pass, for those only)."""
+        raw = iter(self.tokenizer.tokenize_many([item for item in items if isinstance(item, str)]))
+        out: list[Prediction | None] = [None] * len(items)
+        plain = [i for i, item in enumerate(items) if not isinstance(item, ActivationOf)]
+        if plain:
+            token_lists = [item if isinstance(item, tuple) else next(raw) for item in (items[i] for i in plain)]
+            for i, row in zip(plain, self.impl.predict_proba_tokens(token_lists), strict=True):
+                out[i] = self._prediction(row)
+        cam = [(i, item) for i, item in enumerate(items) if isinstance(item, ActivationOf)]
+        if cam:
+            if not self.has_class_activation:
+                raise InvalidInput(f"{self.name}: class activation maps need a convolutional classifier "
+                                   f"(cell 'cnn'); this one is {self._network()}: use occlusion")
+            probs, maps = self.impl.class_activation_tokens([item.tokens for _, item in cam])  # type: ignore[attr-defined]
+            for (i, _), row, scores in zip(cam, probs, maps, strict=True):
+                out[i] = dataclasses.replace(self._prediction(row), activation=[float(x) for x in scores])
+        return [p for p in out if p is not None]
+
+    def class_activation(self, texts: Sequence[str]) -> list[tuple[Prediction, list[TokenScore]]]:
+        """Each text's prediction and each token's class activation for the predicted label (CNN
+        models; :meth:`~._rnn.ConvClassifier.class_activation` says how it is computed)."""
+        from ._explain import activation_inputs, activation_scores
+
+        spans = [self.tokenizer.spans(text) for text in texts]
+        return [activation_scores(s, p) for s, p in zip(spans, self.predict(activation_inputs(spans)), strict=True)]
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        return Prediction(self.classes[int(row.argmax())], {c: float(p) for c, p in zip(self.classes, row,
                                                                                          strict=True)})
-                for row in probs]
+
+    def _network(self) -> str:
+        params = self.manifest.params
+        return f"cell {params['rnn'].get('cell')!r}" if "rnn" in params else f"backend {self.backend!r}"
 
     def warm_up(self, settings: Settings | None = None) -> None:
         self.predict(["hola"])

@@ -1,7 +1,8 @@
 """The options of classifier training: the run (data, split, output) and each network's hyper-parameters.
 
-Declared once, as :func:`~nlp_service.options.option` fields: ``nlp-service train bow|rnn`` and config
-files are derived from them, and the hyper-parameters are saved in the model's manifest.
+Declared once, as :func:`~nlp_service.options.option` fields: ``nlp-service train bow|neural`` (``rnn``
+is the older name of ``neural``) and config files are derived from them, and the hyper-parameters are
+saved in the model's manifest.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..training import clip_norm_option, device_option, name_option, overwrite_o
 Features = Literal["binary", "count", "tfidf"]
 Analyzer = Literal["word", "char"]
 ClassifierName = Literal["logreg", "linearsvc", "nb"]
-Cell = Literal["rnn", "lstm", "gru"]
+Cell = Literal["rnn", "lstm", "gru", "cnn"]
 Pooling = Literal["last", "max"]
 
 
@@ -76,15 +77,24 @@ class BowParams:
 
 @dataclass
 class RNNParams:
-    """A recurrent classifier: the network and its training."""
+    """A neural classifier: the network (recurrent, or convolutional with ``cell="cnn"``) and its
+    training. Named for the recurrent cells it started with; manifests store it as ``params["rnn"]``."""
 
-    cell: Cell = option("lstm", "rnn (Elman), lstm or gru.")
+    cell: Cell = option("lstm", "rnn (Elman), lstm, gru, or cnn (Kim 2014: parallel 1-D convolutions).")
     embedding_dim: int = option(128, "Embedding size (ignored with --vectors).", min=1)
-    hidden_size: int = option(128, "Units per direction.", min=1)
-    layers: int = option(1, "Stacked recurrent layers.", min=1)
-    bidirectional: bool = option(True, "Read texts in both directions.")
+    hidden_size: int = option(128, "Units per direction (recurrent cells).", min=1)
+    layers: int = option(1, "Stacked recurrent layers (recurrent cells).", min=1)
+    bidirectional: bool = option(True, "Read texts in both directions (recurrent cells).")
     dropout: float = option(0.5, "Dropout on embeddings, between layers and before the output.", min=0, below=1)
-    pooling: Pooling = option("max", "What the output layer reads: the max over time of the states, or the last ones.")
+    pooling: Pooling = option("max", "What the output layer reads: the max over time of the states, or the last "
+                              "ones (recurrent cells; cnn always takes the max).")
+    kernel_sizes: list[int] = option(help="cnn: widths of the parallel convolutions, in tokens.",
+                                     default_factory=lambda: [3, 4, 5])
+    feature_maps: int = option(100, "cnn: feature maps (filters) per kernel width.", min=1)
+    stride: int = option(1, "cnn: step of the convolutions, in tokens.", min=1)
+    padding: int = option(0, "cnn: zero vectors added at both ends of a text before convolving.", min=0)
+    multichannel: bool = option(False, "cnn: two channels of the --vectors embeddings, one kept fixed and one "
+                                "fine-tuned; each filter reads both (Kim's multichannel).")
     max_length: int = option(100, "Tokens kept per text.", min=1)
     min_freq: int = option(2, "Words seen fewer times in the training split are unknown.", min=1)
     max_vocab: int = option(30_000, "Largest vocabulary (the most frequent words).", min=3)
@@ -99,9 +109,15 @@ class RNNParams:
 
     def validate(self) -> None:
         check(self)
+        if not self.kernel_sizes or min(self.kernel_sizes) < 1:
+            raise ValueError(f"kernel_sizes must be one or more widths >= 1, got {self.kernel_sizes}")
+        if self.multichannel and self.cell != "cnn":
+            raise ValueError(f"multichannel is a cnn option, not one of cell {self.cell!r}")
 
     def fingerprint(self) -> str:
         return fingerprint(self)
 
 
-__all__ = ["BowParams", "BowRun", "LabeledRun", "RNNParams", "RecurrentRun"]
+NeuralParams = RNNParams  # the name that says what it holds; RNNParams stays for saved code and models
+
+__all__ = ["BowParams", "BowRun", "LabeledRun", "NeuralParams", "RNNParams", "RecurrentRun"]

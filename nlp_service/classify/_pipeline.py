@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..artifacts import json_bytes
+from ..errors import InvalidInput
 from ..options import CONFIG_FILE
 from ..training import TRAINING_CURVE, Trainer, history_png, run_folder, start_run
 from ._baseline import BowClassifier
@@ -107,7 +108,7 @@ def _vector_lookup(vectors: Path) -> tuple[Any, int, str]:
 
 def train_recurrent(run: RecurrentRun, params: RNNParams | None = None, *, settings: Settings | None = None,
                     progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Train an RNN/LSTM/GRU classifier with early stopping on validation macro-F1; test it on the
+    """Train an RNN/LSTM/GRU or CNN classifier with early stopping on validation macro-F1; test it on the
     held-out split; save it. Every epoch is checkpointed under the cache folder, and the same run
     interrupted and started again continues from its last completed epoch."""
     from ..torch_utils import count_parameters
@@ -115,6 +116,8 @@ def train_recurrent(run: RecurrentRun, params: RNNParams | None = None, *, setti
 
     params = dataclasses.replace(params or RNNParams())  # a copy: --vectors sets its embedding size
     settings = start_run(settings, run, params)
+    if params.multichannel and run.vectors is None:
+        raise InvalidInput("--multichannel needs --vectors: its fixed channel is a copy of the pretrained embeddings")
     tokenizer = tokenizer_for_classification(run.language)
     data, split, record = _load_and_split(run, run.split_seed)
     tokens = list(tokenizer.tokenize_many(data.texts))
@@ -180,7 +183,8 @@ BOW_TRAINER = Trainer(
     groups=(BowRun, BowParams), train=train_bow,
     report=lambda m: {"test": m["test"], "cross_validation": m.get("cross_validation")})
 RECURRENT_TRAINER = Trainer(
-    command="rnn", kind="classifier",
-    summary="Train a recurrent classifier (RNN/LSTM/GRU). Interrupted? Run the same command again: it resumes.",
+    command="neural", kind="classifier", aliases=("rnn",),
+    summary="Train a neural classifier: recurrent (RNN/LSTM/GRU) or convolutional (--cell cnn). Interrupted? "
+            "Run the same command again: it resumes.",
     groups=(RecurrentRun, RNNParams), train=train_recurrent,
     report=lambda m: {"test": m["test"], "best_epoch": m["best_epoch"], "resumed_from_epoch": m["resumed_from_epoch"]})

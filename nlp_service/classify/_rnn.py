@@ -1,4 +1,5 @@
-"""Recurrent text classifier (Elman RNN, LSTM or GRU) in PyTorch.
+"""Neural text classifiers in PyTorch: recurrent (Elman RNN, LSTM or GRU) or convolutional (Kim 2014),
+one network per ``params.cell``, trained, checkpointed and served by the same code here.
 
 Packed variable-length sequences, optional bidirectionality, embeddings random or taken from a
 vectors model (word2vec or fastText, whose subwords cover unseen words), Adam with gradient
@@ -25,6 +26,9 @@ from ..torch_utils import pick_device, seed_everything
 from ..training import ResumableRun
 from ._metrics import classification_metrics
 from ._params import RNNParams
+
+__all__ = ["ConvClassifier", "NeuralClassifier", "RecurrentClassifier", "RecurrentRuntime", "TrainResult",
+           "Vocabulary", "build_network", "initial_embeddings", "predict_proba", "train_rnn"]
 
 PAD, UNK = "<pad>", "<unk>"
 VOCAB_FILE, WEIGHTS_FILE = "vocab.txt", "model.pt"
@@ -78,6 +82,86 @@ class RecurrentClassifier(nn.Module):
         return self.out(self.dropout(feats))
 
 
+class ConvClassifier(nn.Module):
+    """Kim (2014): embeddings -> parallel 1-D convolutions of several widths -> ReLU -> max over time
+    -> dropout -> linear.
+
+    Texts are right-padded with ``<pad>`` (a zero vector) to the widest kernel, so a one-word text has
+    at least one window of every width. Only the windows a text alone would have are pooled (the
+    others are masked to -inf): a prediction does not depend on the longer texts batched with it.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, p: RNNParams) -> None:
+        super().__init__()
+        self.kernel_sizes, self.stride, self.padding = list(p.kernel_sizes), p.stride, p.padding
+        self.embedding = nn.Embedding(vocab_size, p.embedding_dim, padding_idx=0)
+        # Multichannel: a second, frozen copy of the initial embeddings (train_rnn fills both).
+        self.static = nn.Embedding(vocab_size, p.embedding_dim, padding_idx=0).requires_grad_(False) \
+            if p.multichannel else None
+        self.convs = nn.ModuleList(nn.Conv1d(p.embedding_dim, p.feature_maps, k, stride=p.stride, padding=p.padding)
+                                   for k in self.kernel_sizes)
+        self.dropout = nn.Dropout(p.dropout)
+        self.out = nn.Linear(p.feature_maps * len(self.kernel_sizes), num_classes)
+
+    def feature_maps(self, ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Each width's ReLU maps, ``(batch, maps, windows)``, with the windows past a text's own end at -inf."""
+        widest = max(self.kernel_sizes)
+        if ids.shape[1] < widest:
+            ids = nn.functional.pad(ids, (0, widest - ids.shape[1]), value=0)
+        # Conv1d wants (batch, channels, time); with two channels, each filter reads both and adds (Kim 2014).
+        channels = [self.embedding] if self.static is None else [self.embedding, self.static]
+        embs = [self.dropout(e(ids)).transpose(1, 2) for e in channels]
+        padded_len = lengths.clamp(min=widest).to(ids.device)
+        maps = []
+        for k, conv in zip(self.kernel_sizes, self.convs, strict=True):
+            act = torch.relu(sum((conv(e) for e in embs[1:]), conv(embs[0])))
+            windows = (padded_len + 2 * self.padding - k) // self.stride + 1
+            valid = torch.arange(act.shape[2], device=act.device)[None, :] < windows[:, None]
+            maps.append(act.masked_fill(~valid[:, None, :], float("-inf")))
+        return maps
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        feats = torch.cat([m.max(dim=2).values for m in self.feature_maps(ids, lengths)], dim=1)
+        return self.out(self.dropout(feats))
+
+    @torch.inference_mode()
+    def class_activation(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 1-D class activation map: (logits, ``(batch, tokens)`` scores of the winning class).
+
+        For each feature map, the window that won its max contributes that map's value times the
+        winning class's output weight for it; the contribution is spread evenly over the tokens of
+        the window (a word in a window of 3 gets a third), so the scores of a text sum to its winning
+        logit minus the output bias (less the shares of windows that fall on padding, which are dropped).
+        """
+        maps = self.feature_maps(ids, lengths)
+        pooled = [m.max(dim=2) for m in maps]
+        logits = self.out(torch.cat([p.values for p in pooled], dim=1))
+        weights = self.out.weight[logits.argmax(dim=1)]  # (batch, all maps)
+        scores = torch.zeros(ids.shape[0], ids.shape[1] + 2 * self.padding + max(self.kernel_sizes),
+                             device=ids.device)
+        offset = 0
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        for k, p in zip(self.kernel_sizes, pooled, strict=True):
+            n = p.values.shape[1]
+            contrib = p.values * weights[:, offset : offset + n] / k  # (batch, maps)
+            start = p.indices * self.stride  # window start in padded coordinates (padding on the left)
+            for j in range(k):
+                scores.index_put_((rows[:, None].expand_as(start), start + j), contrib, accumulate=True)
+            offset += n
+        scores = scores[:, self.padding : self.padding + ids.shape[1]]
+        real = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
+        return logits, scores * real
+
+
+def build_network(vocab_size: int, num_classes: int, p: RNNParams) -> RecurrentClassifier | ConvClassifier:
+    """The network ``p.cell`` names: everything else (training, checkpoints, serving) is shared."""
+    return ConvClassifier(vocab_size, num_classes, p) if p.cell == "cnn" else RecurrentClassifier(
+        vocab_size, num_classes, p)
+
+
+NeuralClassifier = RecurrentClassifier | ConvClassifier
+
+
 def _batches(encoded: Sequence[Sequence[int]], order: Sequence[int], batch_size: int) -> list[list[int]]:
     return [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
 
@@ -121,7 +205,7 @@ def initial_embeddings(vocab: Vocabulary, lookup: Callable[[str], np.ndarray | N
 
 @dataclass
 class TrainResult:
-    model: RecurrentClassifier
+    model: NeuralClassifier
     history: list[dict[str, float]]
     best_epoch: int
     resumed_from_epoch: int
@@ -143,9 +227,13 @@ def train_rnn(
     params.validate()
     dev = pick_device(device)
     seed_everything(params.seed)
-    model = RecurrentClassifier(vocab_size, len(classes), params)
+    model = build_network(vocab_size, len(classes), params)
     if embeddings is not None:
         model.embedding.weight.data.copy_(embeddings)
+        if isinstance(model, ConvClassifier) and model.static is not None:
+            model.static.weight.data.copy_(embeddings)
+    elif params.multichannel:
+        raise ValueError("multichannel needs initial embeddings (--vectors): its fixed channel is a copy of them")
     model.embedding.weight.requires_grad_(not params.freeze_embeddings)
     model.to(dev)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=params.learning_rate,
@@ -204,7 +292,7 @@ def train_rnn(
 
 
 @torch.inference_mode()
-def predict_proba(model: RecurrentClassifier, encoded: Sequence[Sequence[int]], *, batch_size: int = 256,
+def predict_proba(model: NeuralClassifier, encoded: Sequence[Sequence[int]], *, batch_size: int = 256,
                   device: torch.device | None = None) -> np.ndarray:
     """Class probabilities; batches are formed from texts of similar length, order is restored."""
     dev = device or next(model.parameters()).device
@@ -227,7 +315,7 @@ class RecurrentRuntime:
 
     backend = "rnn"
 
-    def __init__(self, model: RecurrentClassifier, vocab: Vocabulary, params: RNNParams, tokenizer: Tokenizer
+    def __init__(self, model: NeuralClassifier, vocab: Vocabulary, params: RNNParams, tokenizer: Tokenizer
                  ) -> None:
         self.model, self.vocab, self.params, self.tokenizer = model, vocab, params, tokenizer
         self.device = next(model.parameters()).device
@@ -241,6 +329,33 @@ class RecurrentRuntime:
         encoded = [self.vocab.encode(tokens, self.params.max_length) for tokens in token_lists]
         return predict_proba(self.model, encoded, device=self.device)
 
+    @property
+    def convolutional(self) -> bool:
+        return isinstance(self.model, ConvClassifier)
+
+    def class_activation_tokens(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Class probabilities and, per text, each token's class activation for the winning class
+        (:meth:`ConvClassifier.class_activation`); tokens past ``max_length`` score 0."""
+        if not isinstance(self.model, ConvClassifier):
+            raise TypeError("class activation maps need a convolutional model (cell 'cnn')")
+        encoded = [self.vocab.encode(tokens, self.params.max_length) for tokens in token_lists]
+        probs = np.zeros((len(encoded), self.model.out.out_features), dtype=np.float32)
+        maps: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(encoded)
+        was_training = self.model.training
+        self.model.eval()
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for rows in _batches(encoded, order, 256):
+            ids, lengths = _collate(encoded, rows, self.device)
+            logits, scores = self.model.class_activation(ids, lengths)
+            probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            for j, r in enumerate(rows):
+                full = np.zeros(len(token_lists[r]), dtype=np.float32)  # an empty text has no token to score
+                kept = min(len(full), int(lengths[j]))
+                full[:kept] = scores[j, :kept].float().cpu().numpy()
+                maps[r] = full
+        self.model.train(was_training)
+        return probs, maps
+
     def save(self, folder: Path) -> None:
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, folder / WEIGHTS_FILE)
         (folder / VOCAB_FILE).write_text("\n".join(self.vocab.words), encoding="utf-8")
@@ -249,7 +364,7 @@ class RecurrentRuntime:
     def load(cls, folder: Path, params: RNNParams, tokenizer: Tokenizer, num_classes: int, device: str
              ) -> RecurrentRuntime:
         vocab = Vocabulary((folder / VOCAB_FILE).read_text(encoding="utf-8").split("\n"))
-        model = RecurrentClassifier(len(vocab), num_classes, params)
+        model = build_network(len(vocab), num_classes, params)
         model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         model.to(pick_device(device)).eval()
         return cls(model, vocab, params, tokenizer)

@@ -14,7 +14,8 @@ from ._app import echo_json, settings_for, train_app, user_errors
 from ._options import derived_command
 
 
-def _add(trainer: Trainer) -> None:
+def _add(command: str, trainer: Trainer) -> None:
+    """``train <command>``: the trainer's own command, or one of its aliases (same options, same run)."""
     def body(options: list[Any], models_dir: Path | None) -> None:
         settings = settings_for(models_dir)
         with user_errors():
@@ -25,9 +26,11 @@ def _add(trainer: Trainer) -> None:
         typer.echo(f"plot: {curve}" if curve.is_file() else
                    f"plot: none (`train {trainer.command}` records no per-epoch history to draw)", err=True)
 
-    derived_command(train_app, trainer.command, groups=trainer.groups, body=body, help=trainer.summary,
+    summary = trainer.summary if command == trainer.command else (
+        f"{trainer.summary} (Alias of `train {trainer.command}`.)")
+    derived_command(train_app, command, groups=trainer.groups, body=body, help=summary,
                     read_config=trainer.read_config)
 
 
 for _command in trainer_commands():
-    _add(get_trainer(_command))
+    _add(_command, get_trainer(_command))

@@ -107,10 +107,10 @@ def text_vectors(texts: Sequence[str], normalize: bool | None, model: str | None
                 _given(texts=list(texts), normalize=normalize, model=model))
 
 
-def classify(texts: Sequence[str], model: str | None, *, sentiment: bool = False, explain: bool | None = None
-             ) -> Call[Classification]:
+def classify(texts: Sequence[str], model: str | None, *, sentiment: bool = False, explain: bool | None = None,
+             explain_method: str | None = None) -> Call[Classification]:
     return Call("POST", "/v1/sentiment" if sentiment else "/v1/classify", _json(Classification.from_json),
-                _given(texts=list(texts), model=model, explain=explain))
+                _given(texts=list(texts), model=model, explain=explain, explain_method=explain_method))
 
 
 def translate(texts: Sequence[str], source: str | None, target: str | None, model: str | None,

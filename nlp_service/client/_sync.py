@@ -126,16 +126,20 @@ class Client:
 
     # ---- classification, translation ----------------------------------------------------------
 
-    def classify(self, texts: Sequence[str], *, model: str | None = None, explain: bool | None = None
+    def classify(self, texts: Sequence[str], *, model: str | None = None, explain: bool | None = None,
+                 explain_method: str | None = None
                  ) -> Classification:
-        """``POST /v1/classify``: each text's label and class probabilities; ``explain``: each token's occlusion
-        score too (``ClassResult.explanation``)."""
-        return self._send(calls.classify(texts, model, explain=explain))
+        """``POST /v1/classify``: each text's label and class probabilities; ``explain``: each token's score
+        too (``ClassResult.explanation``), by ``explain_method``: "occlusion" (default) or "cam" (CNN models)."""
+        return self._send(calls.classify(texts, model, explain=explain,
+                                        explain_method=explain_method))
 
-    def sentiment(self, texts: Sequence[str], *, model: str | None = None, explain: bool | None = None
+    def sentiment(self, texts: Sequence[str], *, model: str | None = None, explain: bool | None = None,
+                  explain_method: str | None = None
                   ) -> Classification:
         """``POST /v1/sentiment``: the same, with the default sentiment model unless ``model`` names one."""
-        return self._send(calls.classify(texts, model, sentiment=True, explain=explain))
+        return self._send(calls.classify(texts, model, sentiment=True, explain=explain,
+                                        explain_method=explain_method))
 
     def translate(self, texts: Sequence[str], *, source: str | None = None, target: str | None = None,
                   model: str | None = None, beam_size: int | None = None, max_length: int | None = None,

@@ -3,7 +3,7 @@ the service answers with what it has: :class:`BackgroundBuilds`), and what ``nlp
 up front.
 
 Each is a config file in this folder, in the format of ``--config`` and of every model's
-``params.toml`` (so ``nlp-service train rnn --config <this folder>/sentiment-es.toml --name x``
+``params.toml`` (so ``nlp-service train neural --config <this folder>/sentiment-es.toml --name x``
 trains one again); its name is the built-in default of a setting (``NLP_DEFAULT_*_MODEL``), the model
 a request that names none is answered by. A folder of config files of the same names
 (``--defaults-dir``, ``NLP_DEFAULTS_DIR``) replaces the shipped ones it has (smaller budgets, other data).

@@ -20,7 +20,7 @@ async def _answer(body: ClassifyRequest, model: ClassifierModel, classification:
     if not body.explain:
         return ClassifyResponse(model=model.name, results=[ClassResult(label=p.label, probabilities=p.probabilities)
                                                            for p in await classification.classify(model, body.texts)])
-    explained = await classification.explain(model, body.texts)
+    explained = await classification.explain(model, body.texts, body.explain_method or "occlusion")
     return ClassifyResponse(model=model.name, results=[
         ClassResult(label=p.label, probabilities=p.probabilities,
                     explanation=[TokenScore(**asdict(s)) for s in scores]) for p, scores in explained])
