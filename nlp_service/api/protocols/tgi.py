@@ -132,7 +132,7 @@ class GenerateResponse(BaseModel):
 
 def info(model: GeneratorModel, settings: Settings) -> dict[str, Any]:
     """TGI's ``/info`` fields for the default generator: what TGI's clients read about the server."""
-    return {"model_id": model.name, "model_sha": None, "model_dtype": str(model.describe()["dtype"]),
+    return {"model_id": model.name, "model_sha": None, "model_dtype": str(model.dtype).removeprefix("torch."),
             "model_device_type": model.device.type, "model_pipeline_tag": "text-generation",
             "max_concurrent_requests": settings.generation_max_batch + settings.generation_max_queue,
             "max_best_of": MAX_BEST_OF, "max_stop_sequences": settings.generation_max_stop_sequences,

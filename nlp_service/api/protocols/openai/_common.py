@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from ....generate import SamplingParams
-from ....options import bounds
+from ....options import bounds, default_of
 from ....serving import Generation, GenerationFailed, Piece
 from ...schemas import RequestBody
 from .._sse import event
@@ -80,9 +80,9 @@ def sampling_params(body: SamplingFields, *, max_tokens: int | None = None, logp
     """The sampling parameters of ``body`` (one choice's; ``n`` and ``best_of`` are the caller's).
     ``max_tokens`` overrides the body's (chat's ``max_completion_tokens``)."""
     temperature = 1.0 if body.temperature is None else body.temperature
-    defaults = SamplingParams()
     return SamplingParams(
-        max_new_tokens=max_tokens or body.max_tokens or defaults.max_new_tokens, do_sample=temperature > 0,
+        max_new_tokens=max_tokens or body.max_tokens or default_of(SamplingParams, "max_new_tokens"),
+        do_sample=temperature > 0,
         temperature=temperature or 1.0, top_p=1.0 if body.top_p is None else body.top_p, top_k=body.top_k or 0,
         repetition_penalty=body.repetition_penalty or 1.0, seed=body.seed,
         frequency_penalty=body.frequency_penalty or 0.0, presence_penalty=body.presence_penalty or 0.0,
