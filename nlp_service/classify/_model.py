@@ -151,9 +151,15 @@ class ClassifierModel:
         return Prediction(self.classes[int(row.argmax())], {c: float(p) for c, p in zip(self.classes, row,
                                                                                          strict=True)})
 
-    def _network(self) -> str:
+    @property
+    def architecture(self) -> str:
+        """What the network is (``lstm``, ``gru``, ``rnn``, ``cnn``), or the backend for other classifiers:
+        the neural backend (``rnn``, for the runtime it started with) serves every cell."""
         params = self.manifest.params
-        return f"cell {params['rnn'].get('cell')!r}" if "rnn" in params else f"backend {self.backend!r}"
+        return str(params["rnn"].get("cell")) if "rnn" in params else self.backend
+
+    def _network(self) -> str:
+        return f"cell {self.architecture!r}" if "rnn" in self.manifest.params else f"backend {self.backend!r}"
 
     def warm_up(self, settings: Settings | None = None) -> None:
         self.predict(["hola"])
@@ -164,7 +170,8 @@ class ClassifierModel:
     def describe(self) -> dict[str, Any]:
         m = self.manifest
         return {
-            "name": self.name, "kind": self.kind, "backend": self.backend, "task": m.extra.get("task"),
+            "name": self.name, "kind": self.kind, "backend": self.backend, "architecture": self.architecture,
+            "task": m.extra.get("task"),
             "created_at": m.created_at, "classes": self.classes, "language": m.extra.get("language"),
             "device": self.impl.device_name, "params": m.params,
             "test_metrics": {k: m.metrics.get("test", {}).get(k) for k in ("accuracy", "macro_f1")},

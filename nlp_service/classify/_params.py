@@ -34,19 +34,21 @@ class LabeledRun:
     test: float = option(0.1, "Share of the rows held out for the test (stratified).", min=0.0, max=0.9)
     task: str = option("classification", "What the labels are: 'sentiment' or any name; shown in /v1/models.")
     language: str = option("es", "Language of the texts: spaCy's tokenizer rules (es, en, ...).")
+    cv: int | None = option(None, "Also report k-fold cross-validation on train+validation (the same folds for "
+                            "every model of a file; a neural network trains k more times).", min=2)
     overwrite: bool = overwrite_option()
 
 
 @dataclass(kw_only=True)
 class BowRun(LabeledRun):
     seed: int = option(13, "Seed of the stratified split.")
-    cv: int | None = option(None, "Also report k-fold cross-validation on train+validation.", min=2)
 
 
 @dataclass(kw_only=True)
 class RecurrentRun(LabeledRun):
     split_seed: int = option(13, "Seed of the stratified split.")
-    vectors: Path | None = option(None, "Initial embeddings: a vectors model folder or a word2vec/fastText file.")
+    vectors: Path | None = option(None, "Initial embeddings: a vectors model (folder, or name in the models dir, "
+                                  "such as w2v-es) or a word2vec/fastText file.")
     device: Device | None = device_option()
 
 

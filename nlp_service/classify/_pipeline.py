@@ -75,27 +75,33 @@ def evaluate(model: Any, test: LabeledData) -> dict[str, Any]:
 
 def cross_validate(data: LabeledData, params: BowParams, k: int, seed: int, tokenizer: Tokenizer) -> dict[str, Any]:
     folds = stratified_folds(data.labels, k, seed)
-    accs, f1s = [], []
+    scores = []
     for i, held in enumerate(folds):
         rest = [r for j, f in enumerate(folds) if j != i for r in f]
         train = data.subset(rest)
         model, _ = BowClassifier.fit(train.texts, train.labels, params, tokenizer, seed=seed)
-        m = classification_metrics([data.labels[r] for r in held], model.predict([data.texts[r] for r in held]),
-                                   model.classes)
-        accs.append(m["accuracy"])
-        f1s.append(m["macro_f1"])
+        scores.append(classification_metrics([data.labels[r] for r in held],
+                                             model.predict([data.texts[r] for r in held]), model.classes))
+    return cv_summary(k, scores)
+
+
+def cv_summary(k: int, fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (population std) of accuracy and macro-F1 over ``k`` folds, and each fold's (with its
+    number of held-out rows ``n``)."""
+    accs = [m["accuracy"] for m in fold_metrics]
+    f1s = [m["macro_f1"] for m in fold_metrics]
     return {"k": k, "accuracy_mean": round(float(np.mean(accs)), 4), "accuracy_std": round(float(np.std(accs)), 4),
             "macro_f1_mean": round(float(np.mean(f1s)), 4), "macro_f1_std": round(float(np.std(f1s)), 4),
-            "folds": [{"accuracy": a, "macro_f1": f} for a, f in zip(accs, f1s, strict=True)]}
+            "folds": [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]} for m in fold_metrics]}
 
 
-def _vector_lookup(vectors: Path) -> tuple[Any, int, str]:
-    """A word -> vector function from a vectors model folder or any word2vec/fastText file."""
+def _vector_lookup(vectors: Path, models_dir: Path) -> tuple[Any, int, str]:
+    """A word -> vector function from a vectors model (folder, or name under ``models_dir``) or any
+    word2vec/fastText file."""
     from ..vectors import VectorsModel, WordNotFound, read_vectors
 
-    vectors = Path(vectors)
-    store = VectorsModel.load(vectors).store if (vectors / "manifest.json").is_file() else read_vectors(
-        vectors, progress=False)
+    vectors = resolve_vectors(vectors, models_dir)
+    store = VectorsModel.load(vectors).store if vectors.is_dir() else read_vectors(vectors, progress=False)
 
     def lookup(word: str) -> np.ndarray | None:
         try:
@@ -106,56 +112,136 @@ def _vector_lookup(vectors: Path) -> tuple[Any, int, str]:
     return lookup, store.dim, str(vectors)
 
 
+def resolve_vectors(vectors: Path, models_dir: Path) -> Path:
+    """``--vectors``: a vectors file or model folder, else a model of that name in the models dir (so
+    ``vectors = "w2v-es"`` in a config file means the model, wherever the file is)."""
+    vectors = Path(vectors)
+    if vectors.is_file() or (vectors / "manifest.json").is_file():
+        return vectors
+    by_name = Path(models_dir) / vectors.name
+    if (by_name / "manifest.json").is_file():
+        return by_name
+    raise InvalidInput(f"--vectors {vectors}: no such vectors file or model folder, and no model "
+                       f"{vectors.name!r} in {models_dir}", field="vectors")
+
+
+@dataclasses.dataclass
+class _Encoded:
+    """A labeled file tokenized once; each fit builds its vocabulary from its own training rows."""
+
+    tokens: list[list[str]]
+    label_ids: list[int]
+    classes: list[str]
+
+
+def _fit_neural(enc: _Encoded, train_rows: list[int], val_rows: list[int], params: RNNParams,
+                lookup: tuple[Any, int, str] | None, *, device: str, checkpoints: Path | None,
+                progress: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """Train one network on ``train_rows`` (early stopping on ``val_rows``): (result, vocabulary,
+    embeddings info). ``params.embedding_dim`` must already be the vectors' size when ``lookup`` is set."""
+    from ._rnn import Vocabulary, initial_embeddings, train_rnn
+
+    vocab = Vocabulary.build([enc.tokens[i] for i in train_rows], params.min_freq, params.max_vocab)
+    embeddings, info = None, {"source": "random"}
+    if lookup is not None:
+        fn, dim, source = lookup
+        embeddings, found = initial_embeddings(vocab, fn, dim, params.seed)
+        info = {"source": source, "coverage": round(found / max(1, len(vocab) - 2), 4)}
+
+    def rows(which: list[int]) -> tuple[list[list[int]], list[int]]:
+        return [vocab.encode(enc.tokens[i], params.max_length) for i in which], [enc.label_ids[i] for i in which]
+
+    (tr_x, tr_y), (va_x, va_y) = rows(train_rows), rows(val_rows)
+    result = train_rnn(tr_x, tr_y, va_x, va_y, vocab_size=len(vocab), classes=enc.classes, params=params,
+                       embeddings=embeddings, checkpoint_dir=checkpoints, device=device, progress=progress)
+    return result, vocab, info
+
+
+def _score_neural(result: Any, vocab: Any, enc: _Encoded, rows: list[int], params: RNNParams
+                  ) -> tuple[dict[str, Any], float]:
+    """Metrics of a trained network on ``rows``, and the seconds its prediction took."""
+    from ._rnn import predict_proba
+
+    encoded = [vocab.encode(enc.tokens[i], params.max_length) for i in rows]
+    start = time.perf_counter()
+    probs = predict_proba(result.model, encoded)
+    seconds = time.perf_counter() - start
+    pred = [enc.classes[i] for i in probs.argmax(axis=1)]
+    return classification_metrics([enc.classes[enc.label_ids[i]] for i in rows], pred, enc.classes), seconds
+
+
+def cross_validate_neural(enc: _Encoded, fit_rows: list[int], params: RNNParams, run: RecurrentRun,
+                          lookup: tuple[Any, int, str] | None, *, device: str, progress: bool) -> dict[str, Any]:
+    """k-fold CV on ``fit_rows`` (train+validation), with the folds ``train bow --cv`` makes of the same rows
+    and seed (so the two are compared fold by fold); in each fold the other folds are split again into train
+    and validation (the run's shares) for early stopping. Nothing is checkpointed."""
+    labels = [enc.classes[enc.label_ids[i]] for i in fit_rows]
+    k = int(run.cv or 0)
+    folds = stratified_folds(labels, k, run.split_seed)
+    val_share = run.validation / (1 - run.test)
+    scores = []
+    for i, held in enumerate(folds):
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"cross-validation: fold {i + 1}/{k} ({len(held)} rows held out)")
+        rest = [fit_rows[r] for j, f in enumerate(folds) if j != i for r in f]
+        inner = stratified_split([enc.classes[enc.label_ids[r]] for r in rest], validation=val_share, test=0.0,
+                                 seed=run.split_seed)
+        result, vocab, _ = _fit_neural(enc, [rest[r] for r in inner["train"]], [rest[r] for r in inner["validation"]],
+                                       params, lookup, device=device, checkpoints=None, progress=progress)
+        metrics, _ = _score_neural(result, vocab, enc, [fit_rows[r] for r in held], params)
+        scores.append({**metrics, "best_epoch": result.best_epoch})
+        result.run.finish()
+    summary = cv_summary(k, scores)
+    for fold, m in zip(summary["folds"], scores, strict=True):
+        fold["best_epoch"] = m["best_epoch"]
+    return summary
+
+
 def train_recurrent(run: RecurrentRun, params: RNNParams | None = None, *, settings: Settings | None = None,
                     progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train an RNN/LSTM/GRU or CNN classifier with early stopping on validation macro-F1; test it on the
     held-out split; save it. Every epoch is checkpointed under the cache folder, and the same run
-    interrupted and started again continues from its last completed epoch."""
+    interrupted and started again continues from its last completed epoch. With ``run.cv``, also k-fold
+    cross-validation on train+validation (k more networks, not checkpointed)."""
     from ..torch_utils import count_parameters
-    from ._rnn import RecurrentRuntime, Vocabulary, initial_embeddings, predict_proba, train_rnn
+    from ._rnn import RecurrentRuntime
 
     params = dataclasses.replace(params or RNNParams())  # a copy: --vectors sets its embedding size
     settings = start_run(settings, run, params)
     if params.multichannel and run.vectors is None:
         raise InvalidInput("--multichannel needs --vectors: its fixed channel is a copy of the pretrained embeddings")
+    if run.cv and run.validation <= 0:
+        raise InvalidInput("--cv needs --validation > 0: each fold stops early on a validation share", field="cv")
     tokenizer = tokenizer_for_classification(run.language)
     data, split, record = _load_and_split(run, run.split_seed)
-    tokens = list(tokenizer.tokenize_many(data.texts))
-    vocab = Vocabulary.build([tokens[i] for i in split["train"]], params.min_freq, params.max_vocab)
-    classes = data.classes
-    label_ids = [classes.index(label) for label in data.labels]
-    encoded = [vocab.encode(t, params.max_length) for t in tokens]
-    embeddings, embedding_info = None, {"source": "random"}
+    enc = _Encoded(list(tokenizer.tokenize_many(data.texts)), [data.classes.index(y) for y in data.labels],
+                   data.classes)
+    lookup = None
     if run.vectors is not None:
-        lookup, dim, source = _vector_lookup(run.vectors)
-        params.embedding_dim = dim
-        embeddings, found = initial_embeddings(vocab, lookup, dim, params.seed)
-        embedding_info = {"source": source, "coverage": round(found / max(1, len(vocab) - 2), 4)}
+        lookup = _vector_lookup(run.vectors, settings.models_dir)
+        params.embedding_dim = lookup[1]
+    device = run.device or settings.device
     checkpoints = run_folder(settings.cache_dir / "checkpoints", run.name, {
         "params": params.fingerprint(), "data": data.fingerprint, "split": [run.split_seed, run.validation, run.test],
         "vectors": str(run.vectors), "language": run.language})
-
-    def rows(key: str) -> tuple[list[list[int]], list[int]]:
-        return [encoded[i] for i in split[key]], [label_ids[i] for i in split[key]]
-
-    tr_x, tr_y = rows("train")
-    va_x, va_y = rows("validation")
-    te_x, te_y = rows("test")
-    result = train_rnn(tr_x, tr_y, va_x, va_y, vocab_size=len(vocab), classes=classes, params=params,
-                       embeddings=embeddings, checkpoint_dir=checkpoints, device=run.device or settings.device,
-                       progress=progress)
-    start = time.perf_counter()
-    probs = predict_proba(result.model, te_x)
-    seconds = time.perf_counter() - start
-    pred = [classes[i] for i in probs.argmax(axis=1)]
+    result, vocab, embedding_info = _fit_neural(enc, split["train"], split["validation"], params, lookup,
+                                                device=device, checkpoints=checkpoints, progress=progress)
+    test_metrics, seconds = _score_neural(result, vocab, enc, split["test"], params)
+    n_test = len(split["test"])
     metrics: dict[str, Any] = {
-        "test": classification_metrics([classes[i] for i in te_y], pred, classes),
-        "predict_seconds": round(seconds, 3), "predict_texts_per_second": round(len(te_x) / seconds),
+        "test": test_metrics,
+        "predict_seconds": round(seconds, 3), "predict_texts_per_second": round(n_test / seconds) if seconds else None,
         "train_seconds": result.seconds, "best_epoch": result.best_epoch, "history": result.history,
         "resumed_from_epoch": result.resumed_from_epoch, "device": result.device,
         "parameters": count_parameters(result.model), "vocabulary": len(vocab), "embeddings": embedding_info,
     }
+    if run.cv:
+        metrics["cross_validation"] = cross_validate_neural(enc, split["train"] + split["validation"], params, run,
+                                                            lookup, device=device, progress=progress)
     impl = RecurrentRuntime(result.model, vocab, params, tokenizer)
+    classes = data.classes
     manifest = classifier_manifest(run.name, impl, tokenizer=tokenizer, classes=classes,
                                    params={"rnn": dataclasses.asdict(params), "split_seed": run.split_seed},
                                    data=_data_block(data, run), metrics=metrics, task=run.task, language=run.language)
@@ -187,4 +273,5 @@ RECURRENT_TRAINER = Trainer(
     summary="Train a neural classifier: recurrent (RNN/LSTM/GRU) or convolutional (--cell cnn). Interrupted? "
             "Run the same command again: it resumes.",
     groups=(RecurrentRun, RNNParams), train=train_recurrent,
-    report=lambda m: {"test": m["test"], "best_epoch": m["best_epoch"], "resumed_from_epoch": m["resumed_from_epoch"]})
+    report=lambda m: {"test": m["test"], "best_epoch": m["best_epoch"], "resumed_from_epoch": m["resumed_from_epoch"],
+                      "embeddings": m["embeddings"], "cross_validation": m.get("cross_validation")})

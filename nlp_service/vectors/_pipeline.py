@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts import MANIFEST, ArtifactError, atomic_model_dir, verify_files, write_manifest
 from ..data import DataError
-from ..hub import model_file
+from ..hub import ModelFiles, model_file
 from ..options import CONFIG_FILE
 from ..text import Tokenizer
 from ..training import Trainer, start_run
 from ._ann import ANN_FILE, OLD_ANN_FILE
-from ._convert import ConversionError, VectorFormat, read_vectors
+from ._convert import LOWERCASED_FORMATS, ConversionError, VectorFormat, detect_format, packaged_vectors, read_vectors
 from ._fetch import HUB_VECTORS_FILE
 from ._model import STORE_DIR, VectorsModel, vectors_manifest
 from ._params import Word2VecParams, Word2VecRun
@@ -91,18 +91,32 @@ def convert_vectors(
     ``source`` is a file, or a Hugging Face Hub repository holding a fastText ``model.bin``
     (``owner/name[@revision]``, e.g. ``facebook/fasttext-es-vectors``), which the manifest records with its commit."""
     start = time.perf_counter()
-    files = model_file(source, HUB_VECTORS_FILE, revision=revision, what="vectors")
+    packaged = packaged_vectors(source)
+    files = ModelFiles(packaged) if packaged else model_file(source, HUB_VECTORS_FILE, revision=revision,
+                                                             what="vectors")
+    fmt = fmt or detect_format(files.path)
     store = read_vectors(files.path, fmt, limit=limit, progress=progress)
     if len(store) == 0:
         raise ConversionError(f"{source}: holds no vectors")
     metrics: dict[str, Any] = {"read_seconds": round(time.perf_counter() - start, 2)}
     if ann and len(store) > 1:
         metrics["ann"] = store.build_ann(progress=progress)
-    # cc.es.300 keeps case and accents, and its tokens follow its own tokenizer: keep case by default.
-    tokenizer = tokenizer or Tokenizer(lowercase=False, keep_punct=True)
-    data = {**files.provenance, "source_name": files.path.name, "source_size": files.path.stat().st_size}
-    manifest = vectors_manifest(name, params={"limit": limit, "format": fmt or "auto"}, data=data, metrics=metrics)
+    # cc.es.300 keeps case and accents, and its tokens follow its own tokenizer: keep case by default;
+    # GloVe 6B was trained on lowercased text.
+    tokenizer = tokenizer or Tokenizer(lowercase=fmt in LOWERCASED_FORMATS, keep_punct=True)
+    size = sum(f.stat().st_size for f in files.path.iterdir()) if files.path.is_dir() else files.path.stat().st_size
+    data = {**files.provenance, "source_name": files.path.name, "source_size": size}
+    if packaged:
+        data["package"] = _package_version(str(source))
+    manifest = vectors_manifest(name, params={"limit": limit, "format": fmt}, data=data, metrics=metrics)
     return VectorsModel(name, manifest, store, tokenizer).save(models_dir, overwrite=overwrite, exports=exports)
+
+
+def _package_version(distribution: str) -> str:
+    """``name==version`` of an installed distribution (what a manifest records of packaged vectors)."""
+    from importlib.metadata import version
+
+    return f"{distribution}=={version(distribution)}"
 
 
 def reindex_vectors(model_dir: Path, *, connectivity: int = 16, expansion_add: int = 200,
