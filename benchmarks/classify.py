@@ -42,7 +42,6 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -390,80 +389,35 @@ def neural_names(cfg: Config) -> list[str]:
     return list(QUICK_NEURAL) if cfg.quick else list(NEURAL)
 
 
-# Runs in a fresh interpreter (a crash in fastText's C++ code cannot take the benchmark down).
-# argv: train file (fastText format), test file (one tokenized text a line), threads.
-_FASTTEXT_CHILD = r"""
-import json, sys, time
-out = {}
-try:
-    import fasttext
-except ImportError as exc:
-    print(json.dumps({"available": False, "reason": f"package not installed ({exc})"}))
-    sys.exit(0)
-train, test, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-def attempt(path, **kw):
-    t = time.perf_counter()
-    try:
-        model = fasttext.train_supervised(input=path, verbose=0, thread=threads, **kw)
-    except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - t
-    return model, None, time.perf_counter() - t
-model, error, seconds = attempt(train, epoch=25, lr=0.5, wordNgrams=2, dim=100, minCount=1)
-out["train_error"] = error
-out["train_seconds"] = round(seconds, 3)
-if model is not None:
-    texts = open(test, encoding="utf-8").read().split("\n")
-    t = time.perf_counter()
-    labels, _ = model.predict(texts)
-    out["predict_seconds"] = round(time.perf_counter() - t, 3)
-    out["predictions"] = [lab[0].removeprefix("__label__") if lab else "" for lab in labels]
-# The same call on four trivial lines: is the failure about our data or about this build?
-trivial = test + ".trivial"
-with open(trivial, "w", encoding="utf-8") as fh:
-    fh.write("__label__pos good great fine\n__label__neg bad awful poor\n" * 2)
-_, out["trivial_data_error"], _ = attempt(trivial, epoch=5)
-print(json.dumps(out))
-"""
-
-
 def bench_fasttext(cfg: Config, state: State, lang: str, path: Path) -> dict[str, Any]:
-    """fastText supervised (epoch 25, lr 0.5, word 2-grams, dim 100) on the baselines' fit rows."""
-    from nlp_service.classify import classification_metrics, tokenizer_for_classification
-
-    data, split = load_split(path)
-    tok = tokenizer_for_classification()
-    folder = state.workdir / "fasttext"
-    folder.mkdir(parents=True, exist_ok=True)
-    train_file, test_file = folder / f"{lang}.train.txt", folder / f"{lang}.test.txt"
-    fit_rows = split["train"] + split["validation"]
-    with open(train_file, "w", encoding="utf-8") as fh:
-        for i, tokens in zip(fit_rows, tok.tokenize_many([data.texts[i] for i in fit_rows]), strict=True):
-            fh.write(f"__label__{data.labels[i]} {' '.join(tokens)}\n")
-    test_rows = split["test"]
-    test_file.write_text("\n".join(" ".join(t) for t in tok.tokenize_many([data.texts[i] for i in test_rows])),
-                         encoding="utf-8")
-    what = ("fasttext.train_supervised(epoch=25, lr=0.5, wordNgrams=2, dim=100) on train+validation "
-            "(like the baselines), same tokenizer, in a child process")
-    proc = subprocess.run([sys.executable, "-c", _FASTTEXT_CHILD, str(train_file), str(test_file),
-                           str(os.cpu_count() or 1)], capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout)[-500:].strip()
-        return {"available": False, "what": what, "reason": f"child exited with code {proc.returncode}: {tail}"}
+    """fastText supervised through the library (``train fasttext-classifier`` with its defaults) on the baselines'
+    split: fit on train+validation, scored on the test rows."""
+    what = ("nlp_service.classify.train_fasttext_classifier (`train fasttext-classifier`) with its defaults: "
+            "fasttext.train_supervised(epoch=25, lr=0.5, wordNgrams=2, dim=100, bucket=200000, all cores) in a "
+            "child process, on train+validation (like the baselines), same tokenizer and test rows")
     try:
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return {"available": False, "what": what, "reason": f"unreadable child output: {proc.stdout[-300:]!r}"}
-    if "available" in res:
-        return {**res, "what": what}
-    if res.get("train_error"):
-        return {"available": False, "what": what, "reason": res["train_error"],
-                "same_error_on_trivial_data": res.get("trivial_data_error") is not None,
-                "trivial_data_error": res.get("trivial_data_error")}
-    truth = [data.labels[i] for i in test_rows]
-    m = classification_metrics(truth, res["predictions"], data.classes)
-    return {"available": True, "what": what, "name": "fasttext", "kind": "fasttext", "accuracy": m["accuracy"],
-            "macro_f1": m["macro_f1"], "train_seconds": res["train_seconds"],
-            "predict_seconds": res["predict_seconds"], "trivial_data_error": res.get("trivial_data_error")}
+        import fasttext  # noqa: F401  (the optional extra: only whether it is there)
+    except ImportError as exc:
+        return {"available": False, "what": what,
+                "reason": f"package not installed ({exc}): pip install 'nlp-service[fasttext]'"}
+    from nlp_service.classify import FastTextClassifierParams, FastTextClassifierRun, train_fasttext_classifier
+    from nlp_service.errors import InvalidInput
+
+    run = FastTextClassifierRun(data=[path], name=f"{lang}-fasttext", text_column="text", label_column="label",
+                                validation=SPLIT["validation"], test=SPLIT["test"], split_seed=SPLIT["seed"],
+                                task="sentiment", language=lang, overwrite=True)
+    try:
+        folder, metrics = train_fasttext_classifier(run, FastTextClassifierParams(), settings=state.settings(),
+                                                    progress=False)
+    except InvalidInput as exc:  # fastText diverged (NaN) or found no words: the reason, not a crash
+        return {"available": False, "what": what, "reason": str(exc)}
+    _, split = load_split(path)
+    return {"available": True, "what": what, "name": "fasttext", "kind": "fasttext",
+            "accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
+            "train_seconds": metrics["train_seconds"], "predict_seconds": metrics["predict_seconds"],
+            "predict_texts_per_second": metrics["predict_texts_per_second"],
+            "train_wall_seconds": metrics["train_wall_seconds"], "threads": metrics["threads"],
+            "same_test_split": artifact_test_digest(folder) == indices_digest(split["test"])}
 
 
 def _quality_language(cfg: Config, state: State, lang: str) -> dict[str, Any]:

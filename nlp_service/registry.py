@@ -66,9 +66,11 @@ _BUILTIN_KINDS: dict[str, str] = {
 }
 _BUILTIN_TRAINERS: dict[str, str] = {
     "word2vec": "nlp_service.vectors:WORD2VEC_TRAINER",
+    "fasttext": "nlp_service.vectors:FASTTEXT_TRAINER",
     "bow": "nlp_service.classify:BOW_TRAINER",
     "neural": "nlp_service.classify:RECURRENT_TRAINER",
     "rnn": "nlp_service.classify:RECURRENT_TRAINER",  # the alias `neural` had before it also meant CNNs
+    "fasttext-classifier": "nlp_service.classify:FASTTEXT_CLASSIFIER_TRAINER",
     "translator": "nlp_service.translate:TRANSLATOR_TRAINER",
     "gpt2": "nlp_service.generate:GPT2_TRAINER",
 }

@@ -314,7 +314,7 @@ def test_broken_numpy_folders_fail_clearly(kv: KeyedVectors, tmp_path: Path) -> 
         read_vectors(short, progress=False)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ConversionError, match="holds one .npy matrix"):
+    with pytest.raises(ConversionError, match=r"holds one \.npy matrix"):
         read_vectors(empty, progress=False)
 
 

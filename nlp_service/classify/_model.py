@@ -1,7 +1,7 @@
 """The ``classifier`` model kind: a BoW baseline or a neural network (recurrent or CNN) behind one interface.
 
 A model folder holds the backend's files (``bow/`` for a baseline; ``model.pt`` and ``vocab.txt``
-for a neural network), ``split.json``, ``metrics.json`` and the manifest, whose ``extra`` says
+for a neural network; fastText's ``model.bin``), ``split.json``, ``metrics.json`` and the manifest, whose ``extra`` says
 the backend, the tokenizer, the classes, the task and the language.
 """
 
@@ -96,6 +96,10 @@ class ClassifierModel:
 
                 impl = RecurrentRuntime.load(folder, RNNParams(**manifest.params["rnn"]), tokenizer, len(classes),
                                              device_for(device, settings))
+            elif backend == "fasttext":
+                from ._fasttext import FastTextClassifier  # the optional extra: imported only for its models
+
+                impl = FastTextClassifier.load(folder, classes, tokenizer)
             else:
                 raise ArtifactError(f"{folder}: unknown classifier backend {backend!r}")
         return cls(folder.name, manifest, classes, tokenizer, impl)

@@ -88,8 +88,8 @@ def convert(
         help="Lowercase query text (match the vectors' casing) [default: yes for GloVe, no otherwise].",
         show_default=False)] = None,
     export: Annotated[list[str] | None, typer.Option(
-        help="Also write word2vec-text / word2vec-binary files (vectors.txt / vectors.bin) into the model folder, "
-             "as `train word2vec --export` does; repeat for both.")] = None,
+        help="Also write word2vec-text / word2vec-binary / fasttext-vec files (vectors.txt / vectors.bin / "
+             "vectors.vec) into the model folder, as `train word2vec --export` does; repeat for several.")] = None,
     overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
 ) -> None:

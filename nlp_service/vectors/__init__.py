@@ -1,20 +1,28 @@
-"""Word vectors: word2vec training, pretrained readers (fastText, word2vec), the native store and the
+"""Word vectors: word2vec and fastText training, pretrained readers (fastText, word2vec), the native store and the
 ``vectors`` model kind. Importing it loads neither gensim nor spaCy (they load when used)."""
 
 from ._ann import ANN_FILE, OLD_ANN_FILE, ExactIndex, HnswIndex
 from ._convert import FORMATS, PACKAGED_VECTORS, ConversionError, detect_format, read_vectors
 from ._fetch import CC_ES, fetch_cc_es
 from ._model import KIND, VectorsModel
-from ._params import EXPORT_FORMATS, Word2VecParams, Word2VecRun
-from ._pipeline import WORD2VEC_TRAINER, build_word2vec, convert_vectors, reindex_vectors
+from ._params import EXPORT_FORMATS, FastTextParams, FastTextRun, Word2VecParams, Word2VecRun
+from ._pipeline import (
+    FASTTEXT_TRAINER,
+    WORD2VEC_TRAINER,
+    build_fasttext,
+    build_word2vec,
+    convert_vectors,
+    reindex_vectors,
+)
 from ._store import Neighbor, NoAnnIndex, Source, VectorStore, WordNotFound
 from ._subword import SubwordVectors, fasttext_hash, ngram_bytes
-from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_word2vec
+from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_fasttext, train_word2vec
 
 __all__ = [
     "ANN_FILE",
     "CC_ES",
     "EXPORT_FORMATS",
+    "FASTTEXT_TRAINER",
     "FORMATS",
     "KIND",
     "OLD_ANN_FILE",
@@ -22,6 +30,8 @@ __all__ = [
     "WORD2VEC_TRAINER",
     "ConversionError",
     "ExactIndex",
+    "FastTextParams",
+    "FastTextRun",
     "HnswIndex",
     "Neighbor",
     "NoAnnIndex",
@@ -32,6 +42,7 @@ __all__ = [
     "Word2VecParams",
     "Word2VecRun",
     "WordNotFound",
+    "build_fasttext",
     "build_word2vec",
     "convert_vectors",
     "detect_format",
@@ -43,5 +54,6 @@ __all__ = [
     "read_vectors",
     "reindex_vectors",
     "tokenize_corpus",
+    "train_fasttext",
     "train_word2vec",
 ]

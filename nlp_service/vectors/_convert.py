@@ -11,7 +11,10 @@ with the line or record where it went wrong.
 from __future__ import annotations
 
 import functools
+import shutil
 import struct
+import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Literal
@@ -19,6 +22,7 @@ from typing import IO, Literal
 import numpy as np
 
 from ..data import DataError, wrap_binary
+from ._fasttext_bin import FastTextBinError, convert_fasttext_bin
 from ._store import VectorStore
 
 VectorFormat = Literal["fasttext-bin", "word2vec-text", "word2vec-binary", "glove-text", "numpy"]
@@ -88,8 +92,12 @@ def read_vectors(
     *,
     limit: int | None = None,
     progress: bool = True,
+    workdir: Path | None = None,
 ) -> VectorStore:
-    """Read a pretrained vectors file into a :class:`VectorStore` (at most ``limit`` words)."""
+    """Read a pretrained vectors file into a :class:`VectorStore` (at most ``limit`` words).
+
+    A fastText ``.bin`` is streamed into files in ``workdir`` (a folder of its own, e.g. next to the models
+    so that saving links them; a temporary folder when None) and memory-mapped from there."""
     path = Path(path)
     if not (path.is_file() or (path.is_dir() and fmt in (None, "numpy"))):
         raise ConversionError(f"no such file: {path}")
@@ -97,7 +105,7 @@ def read_vectors(
         raise ConversionError("--limit must be at least 1")
     fmt = fmt or detect_format(path)
     if fmt == "fasttext-bin":
-        return _read_fasttext_bin(path, limit)
+        return _read_fasttext_bin(path, limit, workdir, progress)
     if fmt == "numpy":
         return _read_numpy(path, limit, progress)
     reader: Callable[[IO[bytes], int, int, str, _Bar], tuple[list[str], np.ndarray]]
@@ -292,12 +300,24 @@ def _read_binary_body(fh: IO[bytes], n: int, dim: int, name: str, bar: _Bar) -> 
     return words, matrix[: len(words)]
 
 
-def _read_fasttext_bin(path: Path, limit: int | None) -> VectorStore:
-    """Facebook fastText ``.bin`` (keeps subword n-grams), read with gensim's reader."""
-    from gensim.models.fasttext import load_facebook_vectors
-
+def _read_fasttext_bin(path: Path, limit: int | None, workdir: Path | None = None, progress: bool = True
+                       ) -> VectorStore:
+    """Facebook fastText ``.bin`` (keeps subword n-grams), streamed (see :mod:`._fasttext_bin`): the store's
+    matrices are written into ``workdir`` (a new temporary folder when None, deleted with the store) and
+    memory-mapped from there, so a 7 GB cc.es.300 converts in well under 2 GB of memory."""
+    own = workdir is None
+    folder = Path(tempfile.mkdtemp(prefix="nlp-service-fasttext-")) if workdir is None else Path(workdir)
     try:
-        kv = load_facebook_vectors(str(path))
-    except Exception as exc:  # gensim raises struct.error, ValueError, EOFError, AssertionError...
-        raise ConversionError(f"{path}: not a readable fastText .bin file ({exc.__class__.__name__}: {exc})") from exc
-    return VectorStore.from_keyed_vectors(kv, limit=limit)
+        store = convert_fasttext_bin(path, folder, limit=limit, progress=progress)
+    except BaseException as exc:
+        if own:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, FastTextBinError):
+            raise ConversionError(f"{path}: not a readable fastText .bin file: {exc.detail}") from None
+        if isinstance(exc, OSError):
+            raise ConversionError(f"{path}: cannot read: {exc}") from exc
+        raise
+    if own:
+        # Mapped files outlive their names on POSIX: the folder can go when the store does.
+        weakref.finalize(store, shutil.rmtree, folder, True)
+    return store

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 KIND = "vectors"
 FORMAT_VERSION = 1
 STORE_DIR = "store"
-# Where ``save(exports=...)`` writes each word2vec format in the model folder.
-EXPORT_FILES = {"word2vec-text": "vectors.txt", "word2vec-binary": "vectors.bin"}
+# Where ``save(exports=...)`` writes each format in the model folder.
+EXPORT_FILES = {"word2vec-text": "vectors.txt", "word2vec-binary": "vectors.bin", "fasttext-bin": "model.bin",
+                "fasttext-vec": "vectors.vec"}
 
 
 @dataclass
@@ -59,18 +60,25 @@ class VectorsModel:
         return cls(name=folder.name, manifest=manifest, store=store, tokenizer=tokenizer, phrases=phrases)
 
     def save(self, models_dir: Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None,
-             exports: Sequence[str] = (), keyed_vectors: Any = None) -> Path:
-        """Write the model atomically, with word2vec ``exports`` (from gensim's ``keyed_vectors`` when given)."""
+             exports: Sequence[str] = (), trained: Any = None) -> Path:
+        """Write the model atomically, with ``exports`` (:data:`EXPORT_FILES`) from the gensim model it was
+        ``trained`` as when given (``fasttext-bin`` needs a gensim ``FastText`` model: a Facebook ``.bin``
+        holds the training state, which a converted store does not have)."""
         for fmt in exports:
             if fmt not in EXPORT_FORMATS:
                 raise InvalidInput(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
-        if exports and keyed_vectors is None:
-            keyed_vectors = self.to_keyed_vectors()
+        if "fasttext-bin" in exports and not hasattr(getattr(trained, "wv", None), "vectors_ngrams"):
+            raise InvalidInput("the fasttext-bin export is for models trained with `train fasttext`")
+        keyed_vectors = trained.wv if trained is not None else self.to_keyed_vectors() if exports else None
         with atomic_model_dir(models_dir, self.name, overwrite=overwrite) as tmp:
             self.store.save(tmp / STORE_DIR)
             for fmt in exports:
-                binary = fmt == "word2vec-binary"
-                keyed_vectors.save_word2vec_format(str(tmp / EXPORT_FILES[fmt]), binary=binary)
+                if fmt == "fasttext-bin":
+                    from gensim.models.fasttext import save_facebook_model
+
+                    save_facebook_model(trained, str(tmp / EXPORT_FILES[fmt]))
+                else:
+                    keyed_vectors.save_word2vec_format(str(tmp / EXPORT_FILES[fmt]), binary=fmt == "word2vec-binary")
             for rel, content in (extra_files or {}).items():
                 (tmp / rel).write_bytes(content)
             self.manifest.extra.update({"tokenizer": self.tokenizer.to_dict(), "store_dir": STORE_DIR})

@@ -1,6 +1,7 @@
-"""The options of word2vec training: the run (corpus, evaluation, output) and the hyper-parameters.
+"""The options of word2vec and fastText training: the run (corpus, evaluation, output) and the
+hyper-parameters.
 
-Declared once, as :func:`~nlp_service.options.option` fields: ``nlp-service train word2vec`` and
+Declared once, as :func:`~nlp_service.options.option` fields: ``nlp-service train word2vec|fasttext`` and
 config files are derived from them (with the tokenizer's own options, :class:`~nlp_service.text.Tokenizer`).
 """
 
@@ -15,7 +16,9 @@ from ..options import check, option
 from ..training import name_option, overwrite_option
 
 ExportFormat = Literal["word2vec-text", "word2vec-binary"]
-EXPORT_FORMATS: tuple[str, ...] = ("word2vec-text", "word2vec-binary")
+# fastText models add Facebook's .bin (subwords included; the fastText tools and `convert` read it) and .vec.
+FastTextExportFormat = Literal["word2vec-text", "word2vec-binary", "fasttext-bin", "fasttext-vec"]
+EXPORT_FORMATS: tuple[str, ...] = ("word2vec-text", "word2vec-binary", "fasttext-bin", "fasttext-vec")
 
 
 @dataclass(kw_only=True)
@@ -56,3 +59,34 @@ class Word2VecParams:
         check(self)
         if self.loss == "negative" and self.negative < 1:
             raise ValueError("negative must be at least 1 with negative sampling")
+
+
+@dataclass(kw_only=True)
+class FastTextRun(Word2VecRun):
+    """A word2vec run, plus the pretrained fastText model to adapt, and fastText's own export formats."""
+
+    init: Path | None = option(None, "Continue training a Facebook fastText .bin (cc.es.300.bin, or any full "
+                               "model: not a .vec, not a quantized .ftz) on the corpus: its vocabulary is updated "
+                               "with the corpus's words, then trained. Its dimensions, n-gram sizes, bucket and "
+                               "architecture are kept (the options for them are ignored). The full cc.es.300 needs "
+                               "about 16 GB of memory.")
+    export: list[FastTextExportFormat] | None = option(
+        None, "Also write fasttext-bin (model.bin: Facebook's format, subwords included), fasttext-vec (vectors.vec), "
+        "word2vec-text (vectors.txt) or word2vec-binary (vectors.bin); repeat for several.")
+
+
+@dataclass
+class FastTextParams(Word2VecParams):
+    """Hyper-parameters of a fastText run: word2vec's, plus the character n-grams that give every word a
+    vector (gensim's ``FastText``)."""
+
+    min_n: int = option(3, "Shortest character n-gram (0 with max_n 0: no subwords).", min=0)
+    max_n: int = option(6, "Longest character n-gram.", min=0)
+    bucket: int = option(200_000, "Hash buckets of the n-grams. fastText and gensim use 2,000,000 (800 MB at 100 "
+                         "dimensions, as much again to train); this is enough for a corpus of millions of words.",
+                         min=1)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_n and self.min_n > self.max_n:
+            raise ValueError(f"min_n ({self.min_n}) must not exceed max_n ({self.max_n})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,9 +22,9 @@ from ._ann import ANN_FILE, OLD_ANN_FILE
 from ._convert import LOWERCASED_FORMATS, ConversionError, VectorFormat, detect_format, packaged_vectors, read_vectors
 from ._fetch import HUB_VECTORS_FILE
 from ._model import STORE_DIR, VectorsModel, vectors_manifest
-from ._params import Word2VecParams, Word2VecRun
+from ._params import FastTextParams, FastTextRun, Word2VecParams, Word2VecRun
 from ._store import STORE_FILE, VectorStore
-from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_word2vec
+from ._train import evaluate_keyed_vectors, learn_phrases, tokenize_corpus, train_fasttext, train_word2vec
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -36,7 +37,27 @@ def build_word2vec(run: Word2VecRun, params: Word2VecParams | None = None, token
     The corpus is tokenized once into ``settings.cache_dir``; later runs on the same files and
     tokenizer reuse it.
     """
-    params = params or Word2VecParams()
+    w2v = params or Word2VecParams()
+    return _build(run, w2v, tokenizer, WORD2VEC_TRAINER, lambda corpus: train_word2vec(corpus, w2v, progress=progress),
+                  settings=settings, progress=progress)
+
+
+def build_fasttext(run: FastTextRun, params: FastTextParams | None = None, tokenizer: Tokenizer | None = None, *,
+                   settings: Settings | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Train fastText (gensim's ``FastText``: words and character n-grams) on ``run.corpus``, or adapt the
+    fastText ``.bin`` of ``run.init`` to it, and save it with its n-gram buckets, so a word it never saw gets
+    a vector (the mean of its n-grams', as in fastText). Exports: Facebook's ``.bin`` and ``.vec`` too."""
+    ft = params or FastTextParams()
+    if run.init is not None and not Path(run.init).is_file():
+        raise DataError(f"--init {run.init}: no such file")
+    return _build(run, ft, tokenizer, FASTTEXT_TRAINER,
+                  lambda corpus: train_fasttext(corpus, ft, init=run.init, progress=progress),
+                  settings=settings, progress=progress)
+
+
+def _build(run: Word2VecRun, params: Word2VecParams, tokenizer: Tokenizer | None, trainer: Trainer,
+           train: Any, *, settings: Settings | None, progress: bool) -> tuple[Path, dict[str, Any]]:
+    """Tokenize (cached) -> phrases -> ``train(corpus)`` -> evaluation -> store (+ ANN) -> model folder."""
     tokenizer = tokenizer or Tokenizer()
     settings = start_run(settings, run, params, tokenizer)
     for f in (run.eval_similarity, run.eval_analogy):
@@ -49,7 +70,7 @@ def build_word2vec(run: Word2VecRun, params: Word2VecParams | None = None, token
     phrases = None
     if params.phrases:
         tokenized, phrases = learn_phrases(tokenized, params, progress=progress)
-    model, train_stats = train_word2vec(tokenized, params, progress=progress)
+    model, train_stats = train(tokenized)
     metrics: dict[str, Any] = {"tokenize": tok_stats, "train": train_stats}
     metrics.update(evaluate_keyed_vectors(model.wv, similarity_file=run.eval_similarity,
                                           analogy_file=run.eval_analogy))
@@ -57,18 +78,27 @@ def build_word2vec(run: Word2VecRun, params: Word2VecParams | None = None, token
     metrics["pipeline_seconds"] = round(time.perf_counter() - start, 2)
     if run.ann and len(store) > 1:
         metrics["ann"] = store.build_ann(progress=progress)
-    data = {
-        "source": "word2vec",
+    data: dict[str, Any] = {
+        "source": trainer.command,
         "corpus": [{"path": str(c), "name": c.name, "size": c.stat().st_size} for c in corpus],
         "column": run.column,
         "sentences": tok_stats["sentences"],
         "tokens": tok_stats["words"],
         "phrases": len(phrases.phrasegrams) if phrases else 0,
     }
-    manifest = vectors_manifest(run.name, params={"word2vec": dataclasses.asdict(params)}, data=data, metrics=metrics)
+    init = getattr(run, "init", None)
+    if init is not None:
+        # The adapted model keeps the file's shape: record it, not the options it overrode.
+        params = dataclasses.replace(params, vector_size=model.vector_size, window=model.window,  # type: ignore[call-arg]
+                                     architecture="skipgram" if model.sg else "cbow", min_n=model.wv.min_n,
+                                     max_n=model.wv.max_n, bucket=model.wv.bucket)
+        data["init"] = {"path": str(init), "name": Path(init).name, "size": Path(init).stat().st_size,
+                        "words": train_stats["vocabulary_before"]}
+    manifest = vectors_manifest(run.name, params={trainer.command: dataclasses.asdict(params)}, data=data,
+                                metrics=metrics)
     path = VectorsModel(run.name, manifest, store, tokenizer, phrases).save(
-        settings.models_dir, overwrite=run.overwrite, exports=run.export or (), keyed_vectors=model.wv,
-        extra_files={CONFIG_FILE: WORD2VEC_TRAINER.config(run, params, tokenizer).encode()})
+        settings.models_dir, overwrite=run.overwrite, exports=run.export or (), trained=model,
+        extra_files={CONFIG_FILE: trainer.config(run, params, tokenizer).encode()})
     return path, metrics
 
 
@@ -89,13 +119,32 @@ def convert_vectors(
     """Read a pretrained vectors file and write it as a native model (atomic), with an HNSW index
     and its measured recall unless ``ann`` is false, and word2vec ``exports`` (as ``train word2vec``).
     ``source`` is a file, or a Hugging Face Hub repository holding a fastText ``model.bin``
-    (``owner/name[@revision]``, e.g. ``facebook/fasttext-es-vectors``), which the manifest records with its commit."""
+    (``owner/name[@revision]``, e.g. ``facebook/fasttext-es-vectors``), which the manifest records with its commit.
+
+    Memory: reading is streamed for word2vec/GloVe text and binary (one copy of the kept words' matrix) and for
+    fastText ``.bin`` (under 2 GB for the whole cc.es.300: the matrices go to disk in chunks and the model
+    links them). The HNSW index is built in memory over every vector: for 2M x 300 that is the matrix
+    (2.4 GB) plus the graph (~0.5 GB) and tens of minutes on a laptop, hence ``ann=False`` (``--no-ann``;
+    ``convert --reindex`` adds it later) or ``limit``."""
     start = time.perf_counter()
     packaged = packaged_vectors(source)
     files = ModelFiles(packaged) if packaged else model_file(source, HUB_VECTORS_FILE, revision=revision,
                                                              what="vectors")
     fmt = fmt or detect_format(files.path)
-    store = read_vectors(files.path, fmt, limit=limit, progress=progress)
+    # A fastText .bin is streamed into files of a scratch folder beside the models (same filesystem), which
+    # the save then links into the model folder; the scratch folder goes, whatever happens.
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".convert-", dir=models_dir) as work:
+        return _convert_store(source, files, fmt, models_dir, name, limit=limit, ann=ann, tokenizer=tokenizer,
+                              overwrite=overwrite, progress=progress, exports=exports, packaged=packaged,
+                              workdir=Path(work), start=start)
+
+
+def _convert_store(source: str | Path, files: ModelFiles, fmt: VectorFormat, models_dir: Path, name: str, *,
+                   limit: int | None, ann: bool, tokenizer: Tokenizer | None, overwrite: bool, progress: bool,
+                   exports: Sequence[str], packaged: Path | None, workdir: Path, start: float) -> Path:
+    store = read_vectors(files.path, fmt, limit=limit, progress=progress, workdir=workdir)
     if len(store) == 0:
         raise ConversionError(f"{source}: holds no vectors")
     metrics: dict[str, Any] = {"read_seconds": round(time.perf_counter() - start, 2)}
@@ -157,3 +206,8 @@ WORD2VEC_TRAINER = Trainer(
     command="word2vec", kind="vectors",
     summary="Train word2vec (CBOW or skip-gram) from raw text and save it as a vectors model.",
     groups=(Word2VecRun, Word2VecParams, Tokenizer), train=build_word2vec, report=lambda m: {"metrics": m})
+FASTTEXT_TRAINER = Trainer(
+    command="fasttext", kind="vectors",
+    summary="Train fastText vectors (words + character n-grams: every word gets a vector, typos and unseen "
+            "inflections too) from raw text, or adapt a pretrained fastText .bin (cc.es.300) to it (--init).",
+    groups=(FastTextRun, FastTextParams, Tokenizer), train=build_fasttext, report=lambda m: {"metrics": m})

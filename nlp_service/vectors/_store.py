@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
+import os
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,6 +86,47 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))]
 
 
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _mapped_npy_file(array: np.ndarray) -> Path | None:
+    """The ``.npy`` file ``array`` maps whole, as float32 rows (``np.load(..., mmap_mode="r")`` of a store's
+    or the fastText reader's file), or None: a slice, a copy or another dtype is not a file on disk."""
+    if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename):
+        return None  # a slice's base is its parent array, not the mapping
+    if array.dtype != np.float32 or not array.flags.c_contiguous:
+        return None
+    path = Path(array.filename)
+    try:
+        with open(path, "rb") as fh:
+            read_header = _NPY_HEADER_READERS.get(np.lib.format.read_magic(fh))
+            if read_header is None:
+                return None
+            shape, fortran, dtype = read_header(fh)
+            start = fh.tell()
+    except (OSError, ValueError):
+        return None
+    if fortran or dtype != np.float32 or tuple(shape) != array.shape or start != array.offset:
+        return None
+    return path
+
+
+def _save_matrix(target: Path, array: np.ndarray) -> None:
+    """``np.save`` as float32, except that a matrix mapped from a whole ``.npy`` file is linked (or, across
+    filesystems, copied by the kernel): saving a 2.4 GB memory map with ``np.save`` would read all of it
+    into this process's resident memory, and write a second copy of the data for nothing."""
+    source = _mapped_npy_file(array)
+    if source is None:
+        np.save(target, np.ascontiguousarray(array, dtype=np.float32))
+        return
+    if target.exists() and os.path.samefile(source, target):
+        return  # saved into the folder it was opened from
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copyfile(source, target)  # copy_file_range/sendfile: no pages of it in this process
+
+
 @dataclass
 class Neighbor:
     word: str
@@ -140,10 +184,10 @@ class VectorStore:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.vocab.save(folder)
-        np.save(folder / "vectors.npy", np.ascontiguousarray(self.unit, dtype=np.float32))
-        np.save(folder / "norms.npy", np.ascontiguousarray(self.norms, dtype=np.float32))
+        _save_matrix(folder / "vectors.npy", self.unit)
+        _save_matrix(folder / "norms.npy", self.norms)
         if self.subwords is not None:
-            np.save(folder / "ngrams.npy", np.ascontiguousarray(self.subwords.ngrams, dtype=np.float32))
+            _save_matrix(folder / "ngrams.npy", self.subwords.ngrams)
         self.save_ann(folder)
 
     def save_ann(self, folder: Path) -> None:

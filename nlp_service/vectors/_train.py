@@ -1,4 +1,4 @@
-"""word2vec training: tokenize once (in parallel, cached), optional phrases, gensim, evaluation.
+"""word2vec and fastText training: tokenize once (in parallel, cached), optional phrases, gensim, evaluation.
 
 The corpus is tokenized with the model's :class:`~nlp_service.text.Tokenizer` into a cache file
 of space-separated tokens, which gensim's ``corpus_file`` mode reads with one thread per core
@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 from ..data import DataError, iter_corpus
 from ..text import PhraseMerger, Tokenizer, tokenize_to_file
-from ._params import Word2VecParams
+from ._params import FastTextParams, Word2VecParams
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,11 @@ def learn_phrases(
 class _ProgressHandler(logging.Handler):
     """Turns gensim's progress log lines into a tqdm bar with words/s."""
 
-    def __init__(self, epochs: int, enabled: bool) -> None:
+    def __init__(self, epochs: int, enabled: bool, desc: str) -> None:
         super().__init__(logging.INFO)
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=epochs * 100, desc="word2vec", unit="%", disable=not enabled,
+        self.bar = tqdm(total=epochs * 100, desc=desc, unit="%", disable=not enabled,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
         self.epochs = epochs
         self.done = 0.0
@@ -135,9 +135,9 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextmanager
-def _gensim_progress(epochs: int, enabled: bool) -> Iterator[_ProgressHandler]:
-    logger = logging.getLogger("gensim.models.word2vec")
-    handler = _ProgressHandler(epochs, enabled)
+def _gensim_progress(epochs: int, enabled: bool, desc: str) -> Iterator[_ProgressHandler]:
+    logger = logging.getLogger("gensim.models.word2vec")  # FastText trains through Word2Vec's loop: same logger
+    handler = _ProgressHandler(epochs, enabled, desc)
     old_level, old_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -162,40 +162,85 @@ def train_word2vec(
     from gensim.models import Word2Vec
 
     params.validate()
-    with _gensim_progress(params.epochs, progress) as handler:
+    return _train(lambda: Word2Vec(**_gensim_options(params)), corpus, params, desc="word2vec", progress=progress)
+
+
+def train_fasttext(
+    corpus: TokenizedCorpus, params: FastTextParams, *, init: Path | None = None, progress: bool = True
+) -> tuple[Any, dict[str, Any]]:
+    """Train gensim ``FastText`` (words and character n-grams) on a tokenized corpus file, from scratch or,
+    with ``init``, continuing a Facebook fastText ``.bin``: its vocabulary is updated with the corpus's words
+    (``params.min_count`` times or more), then trained for ``params.epochs`` with ``params.alpha``; its
+    dimensions, n-gram sizes, bucket and architecture are the file's."""
+    from gensim.models import FastText
+
+    params.validate()
+    if init is None:
+        return _train(lambda: FastText(**_gensim_options(params), min_n=params.min_n, max_n=params.max_n,
+                                       bucket=params.bucket), corpus, params, desc="fasttext", progress=progress)
+
+    def adapted() -> Any:
+        model = _load_facebook_model(Path(init))
+        model.workers, model.min_count, model.sample = params.workers, params.min_count, params.sample
+        model.alpha, model.min_alpha = params.alpha, params.alpha * 1e-4
+        model.epochs = params.epochs
+        return model
+
+    return _train(adapted, corpus, params, desc=f"fasttext (adapting {Path(init).name})", update=True,
+                  progress=progress)
+
+
+def _load_facebook_model(path: Path) -> Any:
+    from gensim.models.fasttext import load_facebook_model
+
+    if not path.is_file():
+        raise DataError(f"--init {path}: no such file")
+    try:
+        return load_facebook_model(str(path))
+    except Exception as exc:  # gensim raises struct.error, ValueError, EOFError, NotImplementedError...
+        raise DataError(f"--init {path}: not a full fastText .bin model (a .vec or a quantized .ftz cannot be "
+                        f"trained further): {exc.__class__.__name__}: {exc}") from exc
+
+
+def _gensim_options(params: Word2VecParams) -> dict[str, Any]:
+    """The constructor options gensim's ``Word2Vec`` and ``FastText`` share."""
+    return {"vector_size": params.vector_size, "window": params.window, "min_count": params.min_count,
+            "sample": params.sample, "sg": 1 if params.architecture == "skipgram" else 0,
+            "hs": 1 if params.loss == "hs" else 0, "negative": params.negative if params.loss == "negative" else 0,
+            "epochs": params.epochs, "alpha": params.alpha, "seed": params.seed, "workers": params.workers}
+
+
+def _train(make: Callable[[], Any], corpus: TokenizedCorpus, params: Word2VecParams, *, desc: str,
+           update: bool = False, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Build the vocabulary from the tokenizer's counts (added to the model's own with ``update``) and train
+    on the corpus file with one thread per worker (gensim's ``corpus_file`` mode)."""
+    with _gensim_progress(params.epochs, progress, desc) as handler:
         start = time.perf_counter()
-        model = Word2Vec(
-            vector_size=params.vector_size,
-            window=params.window,
-            min_count=params.min_count,
-            sample=params.sample,
-            sg=1 if params.architecture == "skipgram" else 0,
-            hs=1 if params.loss == "hs" else 0,
-            negative=params.negative if params.loss == "negative" else 0,
-            epochs=params.epochs,
-            alpha=params.alpha,
-            seed=params.seed,
-            workers=params.workers,
-        )
-        model.build_vocab_from_freq(corpus.counts, corpus_count=corpus.sentences)
+        model = make()
+        before = len(model.wv) if update else 0
+        model.build_vocab_from_freq(corpus.counts, corpus_count=corpus.sentences, update=update)
         model.corpus_total_words = corpus.words
         if len(model.wv) == 0:
             raise DataError(f"no word occurs at least min_count={params.min_count} times in the corpus")
         model.train(
             corpus_file=str(corpus.path),
-            total_examples=model.corpus_count,
-            total_words=model.corpus_total_words,
+            total_examples=corpus.sentences,
+            total_words=corpus.words,
             epochs=params.epochs,
         )
         seconds = time.perf_counter() - start
-    raw_words = model.corpus_total_words * params.epochs
-    return model, {
+    raw_words = corpus.words * params.epochs
+    stats = {
         "train_seconds": round(seconds, 2),
         "vocabulary": len(model.wv),
-        "corpus_words": int(model.corpus_total_words),
+        "corpus_words": int(corpus.words),
         "words_per_second": round(raw_words / seconds) if seconds > 0 else None,
         "effective_words_per_second_per_epoch": [round(x) for x in handler.words_per_s],
     }
+    if update:
+        stats["vocabulary_before"] = before
+        stats["words_added"] = len(model.wv) - before
+    return model, stats
 
 
 def evaluate_keyed_vectors(
