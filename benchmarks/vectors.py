@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark the native vector store and word2vec pipeline against gensim, in the same run.
+"""Benchmark the native vector store and the word2vec / fastText pipelines against gensim (and the fastText
+library), in the same run.
 
 Prints ONE JSON document on stdout; progress goes to stderr. Nothing is asserted: goals are
 reported next to the measurements with ``"met": true|false``.
@@ -13,6 +14,12 @@ Sections (``--sections``, default all):
                            search on the same vectors (real and synthetic): build, load, size/memory,
                            recall@10 and latency per ef.
 * ``word2vec_throughput``  our raw-text pipeline vs gensim on pre-tokenized sentences.
+* ``fasttext_throughput``  ``train fasttext`` from raw text vs gensim ``FastText`` (sentences; corpus_file) vs
+                           the fastText library's ``train_unsupervised``: same hyper-parameters, same threads.
+* ``typos``                one-edit misspellings (deletion, swap of neighbours, accent dropped) of frequent
+                           corpus words: how often the correct word is the misspelling's nearest neighbour
+                           (top-1, top-5), for word2vec (no vector at all), our fastText, and cc.es.300 adapted
+                           to the corpus (``--cc-es-bin``, when given: it is not downloadable here).
 * ``http``                 requests/s and latency of /v1/similarity and /v1/neighbors on a real server.
 
 Run from the repository root::
@@ -24,6 +31,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import json
@@ -67,7 +75,8 @@ from _harness import (
     use_library,
 )
 
-SECTIONS = ("ready_to_answer", "neighbour_latency", "ann_libraries", "word2vec_throughput", "http")
+SECTIONS = ("ready_to_answer", "neighbour_latency", "ann_libraries", "word2vec_throughput", "fasttext_throughput",
+            "typos", "http")
 DIM = 300
 REAL_MODEL = "w2v-es"
 # The ef of the "approximate" figures and the 20x goal: the service's default (NLP_ANN_EF_SEARCH). Runs
@@ -92,6 +101,8 @@ class Config:
     real_queries: int
     w2v_epochs: int
     workers: int
+    typo_words: int
+    cc_es_bin: Path | None
     http_requests: int
     http_concurrency: int
     http_blas_diagnostic: bool
@@ -113,6 +124,7 @@ _SIZES: dict[str, tuple[int, int]] = {
     "latency_queries": (200, 100),
     "real_queries": (1000, 300),
     "w2v_epochs": (5, 1),
+    "typo_words": (1000, 200),
     "http_requests": (2000, 300),
 }
 
@@ -140,7 +152,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--real-queries", type=int,
                    help=f"vocabulary words for recall@10 on {REAL_MODEL} [1000; quick 300]")
     p.add_argument("--w2v-epochs", type=int, help="word2vec epochs [5; quick 1]")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="word2vec threads, both sides")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="word2vec / fastText threads, every side")
+    p.add_argument("--typo-words", type=int, help="frequent corpus words misspelled in the typos section "
+                   "[1000; quick 200]")
+    p.add_argument("--cc-es-bin", type=Path, help="cc.es.300.bin (or another fastText .bin) to adapt to the corpus "
+                   "for the typos section (needs ~16 GB of memory for cc.es.300); skipped when not given")
     add_load_test_args(p, requests_help="timed requests per endpoint [2000; quick 300]",
                        max_seconds_help="time cap per endpoint and client: stop sending after this long")
     p.add_argument("--no-http-blas-diagnostic", dest="http_blas_diagnostic", action="store_false",
@@ -156,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                   ann_ef_construction=a.ann_ef_construction, workers=a.workers, http_concurrency=a.http_concurrency,
                   http_blas_diagnostic=a.http_blas_diagnostic, http_max_seconds=a.http_max_seconds,
                   models_dir=a.models_dir.resolve(), workdir=a.workdir, keep_workdir=a.keep_workdir,
+                  cc_es_bin=a.cc_es_bin.resolve() if a.cc_es_bin else None,
                   snapshot=a.snapshot, quick=a.quick, **sizes(a, _SIZES))
 
 
@@ -944,7 +962,258 @@ def bench_word2vec(cfg: Config, workdir: Path) -> dict[str, Any]:
     }
 
 
-# ---- 5. HTTP ---------------------------------------------------------------------------------
+# ---- 5. fastText ------------------------------------------------------------------------------
+
+# The fastText library in a fresh interpreter per run (a crash in its C++ code cannot take the benchmark
+# down, and one training per process is what it does reliably). argv: input file, output prefix, JSON options.
+_FASTTEXT_UNSUPERVISED = r"""
+import json, sys, time
+import fasttext
+opts = json.loads(sys.argv[3])
+t = time.perf_counter()
+model = fasttext.train_unsupervised(input=sys.argv[1], verbose=0, **opts)
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "vocabulary": len(model.words)}))
+"""
+
+
+def _fasttext_params(cfg: Config) -> Any:
+    from nlp_service.vectors import FastTextParams
+
+    return FastTextParams(architecture="skipgram", vector_size=100, window=5, min_count=3, epochs=cfg.w2v_epochs,
+                          workers=cfg.workers, min_n=3, max_n=6, bucket=200_000)
+
+
+def bench_fasttext(cfg: Config, workdir: Path) -> dict[str, Any]:
+    import importlib.util
+
+    from gensim.models import FastText
+
+    from nlp_service.config import Settings
+    from nlp_service.data import SPANISH_CORPUS
+    from nlp_service.text import Tokenizer
+    from nlp_service.vectors import FastTextRun, build_fasttext
+
+    corpus = list(SPANISH_CORPUS)
+    params = _fasttext_params(cfg)
+    gensim_kwargs: dict[str, Any] = {
+        "vector_size": params.vector_size, "window": params.window, "min_count": params.min_count,
+        "sample": params.sample, "sg": 1, "hs": 0, "negative": params.negative, "epochs": params.epochs,
+        "alpha": params.alpha, "seed": params.seed, "workers": params.workers, "min_n": params.min_n,
+        "max_n": params.max_n, "bucket": params.bucket,
+    }
+    # The fastText library's names for the same hyper-parameters (its defaults differ: lr 0.05, t 1e-4).
+    library_opts = {"model": "skipgram", "dim": params.vector_size, "ws": params.window, "minCount": params.min_count,
+                    "t": params.sample, "neg": params.negative, "epoch": params.epochs, "lr": params.alpha,
+                    "minn": params.min_n, "maxn": params.max_n, "bucket": params.bucket, "thread": params.workers}
+    have_library = importlib.util.find_spec("fasttext") is not None
+    root = workdir / "fasttext"
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "gensim_sentences": [], "gensim_corpus_file": [],
+                                             "fasttext_library": []}
+    sentences: list[list[str]] | None = None
+    corpus_file: Path | None = None
+    library_error = None if have_library else "the fasttext package is not installed (pip install " \
+                                              "'nlp-service[fasttext]')"
+    for rep in range(cfg.repeats):
+        cache = root / f"cache-{rep}"  # fresh: tokenization is part of every timed pipeline run
+        t = time.perf_counter()
+        run = FastTextRun(corpus=corpus, name="bench", ann=False, overwrite=True)
+        _, metrics = build_fasttext(run, params, Tokenizer(), settings=Settings(models_dir=root / "models",
+                                                                               cache_dir=cache), progress=False)
+        wall = time.perf_counter() - t
+        tokens = int(metrics["tokenize"]["words"])
+        runs["ours"].append({"wall_s": wall, "words_per_s": tokens * params.epochs / wall, "tokens": tokens,
+                             "tokenize_s": metrics["tokenize"]["seconds"],
+                             "train_s": metrics["train"]["train_seconds"],
+                             "vocabulary": metrics["train"]["vocabulary"]})
+        log(f"fasttext {rep + 1}/{cfg.repeats} ours: {wall:.1f}s, {runs['ours'][-1]['words_per_s']:,.0f} words/s")
+        if sentences is None:
+            corpus_file = next((cache / "tokenized").glob("*.txt"))
+            with open(corpus_file, encoding="utf-8") as fh:
+                sentences = [line.split() for line in fh]
+        assert corpus_file is not None
+        n_words = sum(len(s) for s in sentences)
+        for key, kwargs in (("gensim_sentences", {"sentences": sentences}),
+                            ("gensim_corpus_file", {"corpus_file": str(corpus_file)})):
+            t = time.perf_counter()
+            model = FastText(**kwargs, **gensim_kwargs)
+            wall = time.perf_counter() - t
+            runs[key].append({"wall_s": wall, "words_per_s": n_words * params.epochs / wall, "tokens": n_words,
+                              "vocabulary": len(model.wv)})
+            log(f"fasttext {rep + 1}/{cfg.repeats} {key}: {wall:.1f}s, {runs[key][-1]['words_per_s']:,.0f} words/s")
+            del model
+            gc.collect()
+        if have_library:
+            proc = subprocess.run([sys.executable, "-c", _FASTTEXT_UNSUPERVISED, str(corpus_file),
+                                   str(root / "library"), json.dumps(library_opts)],
+                                  capture_output=True, text=True, timeout=3600)
+            if proc.returncode != 0:
+                library_error = (proc.stderr or proc.stdout)[-400:].strip()
+            else:
+                res = json.loads(proc.stdout.strip().splitlines()[-1])
+                runs["fasttext_library"].append({"wall_s": res["seconds"], "tokens": n_words,
+                                                 "words_per_s": n_words * params.epochs / res["seconds"],
+                                                 "vocabulary": res["vocabulary"]})
+                log(f"fasttext {rep + 1}/{cfg.repeats} library: {res['seconds']:.1f}s")
+
+    def summary(rs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not rs:
+            return None
+        out = {"median_wall_s": round(median([r["wall_s"] for r in rs]), 2),
+               "median_words_per_s": round(median([r["words_per_s"] for r in rs])),
+               "runs_words_per_s": [round(r["words_per_s"]) for r in rs], "tokens": rs[0]["tokens"],
+               "vocabulary": rs[0]["vocabulary"]}
+        for key in ("tokenize_s", "train_s"):
+            if key in rs[0]:
+                out[f"median_{key}"] = round(median([r[key] for r in rs]), 2)
+        return out
+
+    s = {k: summary(v) for k, v in runs.items()}
+    wps = {k: v["median_words_per_s"] if v else None for k, v in s.items()}
+    return {
+        "corpus": [p.name for p in corpus],
+        "params": {**asdict(params), "note": "identical hyper-parameters on every side (the fastText library's "
+                   "names: " + json.dumps(library_opts) + ")"},
+        "repeats": cfg.repeats,
+        "ours_pipeline": {"what": "build_fasttext from the raw .gz files with a fresh cache (tokenization + "
+                                  "training + store + save, ann=False); words/s = tokens * epochs / wall time",
+                          **(s["ours"] or {})},
+        "gensim_sentences": {"what": "gensim FastText(sentences=token lists), tokenized outside the timer",
+                             **(s["gensim_sentences"] or {})},
+        "gensim_corpus_file": {"what": "gensim FastText(corpus_file=our tokenized cache)",
+                               **(s["gensim_corpus_file"] or {})},
+        "fasttext_library": ({"what": "fasttext.train_unsupervised on our tokenized cache, in a child process "
+                                      "(training only: its load and save not timed)", **s["fasttext_library"]}
+                             if s["fasttext_library"] else {"available": False, "reason": library_error}),
+        "ratio_ours_over_gensim_sentences": ratio(wps["ours"], wps["gensim_sentences"]),
+        "ratio_ours_over_gensim_corpus_file": ratio(wps["ours"], wps["gensim_corpus_file"]),
+        "ratio_ours_over_fasttext_library": ratio(wps["ours"], wps["fasttext_library"]),
+    }
+
+
+_ACCENTS = str.maketrans("áéíóúüñÁÉÍÓÚÜÑ", "aeiouunAEIOUUN")
+
+
+def one_edit_typos(word: str, rng: np.random.Generator) -> dict[str, str]:
+    """One misspelling of ``word`` per kind that applies: a letter deleted, two neighbours swapped (inside the
+    word, not the first letter: the typos people make), the accents dropped (all of them: "canción" -> "cancion")."""
+    out: dict[str, str] = {}
+    if len(word) >= 4:
+        i = int(rng.integers(1, len(word)))
+        out["deletion"] = word[:i] + word[i + 1:]
+        candidates = [i for i in range(1, len(word) - 1) if word[i] != word[i + 1]]
+        if candidates:
+            i = int(rng.choice(candidates))
+            out["swap"] = word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    plain = word.translate(_ACCENTS)
+    if plain != word:
+        out["accent"] = plain
+    return out
+
+
+ANALOGIES_ES = REPO_ROOT / "nlp_service" / "datasets" / "eval" / "analogies_es.txt"
+
+
+def bench_typos(cfg: Config, workdir: Path) -> dict[str, Any]:
+    """Misspell frequent corpus words once each; is the correct word the misspelling's nearest neighbour?"""
+    from nlp_service.config import Settings
+    from nlp_service.data import SPANISH_CORPUS
+    from nlp_service.text import Tokenizer
+    from nlp_service.vectors import (
+        FastTextRun,
+        VectorsModel,
+        Word2VecParams,
+        Word2VecRun,
+        build_fasttext,
+        build_word2vec,
+        evaluate_keyed_vectors,
+    )
+
+    corpus = list(SPANISH_CORPUS)
+    root = workdir / "typos"
+    settings = Settings(models_dir=root / "models", cache_dir=root / "cache")
+    ft_params = _fasttext_params(cfg)
+    w2v_params = Word2VecParams(**{k: v for k, v in asdict(ft_params).items() if k not in ("min_n", "max_n", "bucket")})
+    log("typos: training word2vec and fastText on the shipped corpus (same hyper-parameters)")
+    w2v_path, _ = build_word2vec(Word2VecRun(corpus=corpus, name="w2v", ann=False), w2v_params, Tokenizer(),
+                                 settings=settings, progress=False)
+    ft_path, _ = build_fasttext(FastTextRun(corpus=corpus, name="ft", ann=False), ft_params, Tokenizer(),
+                                settings=settings, progress=False)
+    # Shorter n-grams (single letters too) and CBOW: more of a misspelling's n-grams survive the edit.
+    tolerant = dataclasses.replace(ft_params, architecture="cbow", min_n=1, max_n=4)
+    log("typos: training the typo-tolerant fastText (cbow, n-grams 1-4)")
+    tolerant_path, _ = build_fasttext(FastTextRun(corpus=corpus, name="ft-tolerant", ann=False), tolerant,
+                                      Tokenizer(), settings=settings, progress=False)
+    models = {"word2vec": VectorsModel.load(w2v_path), "fasttext": VectorsModel.load(ft_path),
+              "fasttext_cbow_ngrams_1_4": VectorsModel.load(tolerant_path)}
+    configs = {"word2vec": "skipgram, 100d, window 5, min_count 3, 5 epochs (as below, no n-grams)",
+               "fasttext": "the same, n-grams 3-6 (fastText's default), 200k buckets",
+               "fasttext_cbow_ngrams_1_4": "the same, CBOW, n-grams 1-4"}
+    adapted_note = None
+    if cfg.cc_es_bin is not None:
+        log(f"typos: adapting {cfg.cc_es_bin.name} to the corpus")
+        path, _ = build_fasttext(FastTextRun(corpus=corpus, name="cc-es-adapted", init=cfg.cc_es_bin, ann=False),
+                                 ft_params, Tokenizer(), settings=settings, progress=False)
+        models["cc_es_adapted"] = VectorsModel.load(path)
+        configs["cc_es_adapted"] = f"{cfg.cc_es_bin.name} adapted to the corpus (5 epochs)"
+    else:
+        adapted_note = "not run: give --cc-es-bin cc.es.300.bin (7 GB, not downloadable here; ~16 GB of memory)"
+
+    vocab = models["fasttext"].store.words
+    known = set(vocab) | set(models["word2vec"].store.words)
+    # Frequent words (the vocabulary is by frequency), alphabetic, 5+ letters, past the 100 most frequent
+    # (function words): the words a survey answer misspells.
+    words = [w for w in vocab[100:] if w.isalpha() and len(w) >= 5][: cfg.typo_words]
+    rng = np.random.default_rng(13)
+    cases = [(w, kind, typo) for w in words for kind, typo in one_edit_typos(w, rng).items()]
+    real_words = [c for c in cases if c[2] in known]  # a misspelling that is itself a word is no typo to fix
+    cases = [c for c in cases if c[2] not in known]
+    out: dict[str, Any] = {
+        "corpus": [p.name for p in corpus], "words": len(words),
+        "typos": {kind: sum(1 for c in cases if c[1] == kind) for kind in ("deletion", "swap", "accent")},
+        "skipped_typos_that_are_words": len(real_words),
+        "how": "the misspelling's vector (fastText: the mean of its character n-grams'; word2vec: none) -> its 5 "
+               "nearest vocabulary words by cosine (exact search); hit when the correct word is first / among them",
+        "models": {},
+    }
+    for name, model in models.items():
+        hits1: dict[str, list[bool]] = {}
+        hits5: dict[str, list[bool]] = {}
+        no_vector = 0
+        for word, kind, typo in cases:
+            try:
+                near = [n.word for n in model.neighbors([typo], topn=5)]
+            except KeyError:  # WordNotFound: word2vec has no vector for an unseen word
+                near = []
+                no_vector += 1
+            hits1.setdefault(kind, []).append(near[:1] == [word])
+            hits5.setdefault(kind, []).append(word in near)
+        every5 = [h for v in hits5.values() for h in v]
+        every1 = [h for v in hits1.values() for h in v]
+        analogy = evaluate_keyed_vectors(model.to_keyed_vectors(), analogy_file=ANALOGIES_ES)["analogy"]
+        out["models"][name] = {
+            "config": configs[name],
+            "top1": round(float(np.mean(every1)), 4), "top5": round(float(np.mean(every5)), 4),
+            # What the n-grams cost in meaning: analogies (in-vocabulary words only), and a word's neighbours.
+            "analogy_accuracy": analogy["accuracy"],
+            "neighbours": {w: [n.word for n in model.neighbors([w], topn=5)] for w in ("rey", "ciudad", "archivo")
+                           if w in model.store},
+            "no_vector": round(no_vector / len(cases), 4),
+            "by_kind": {k: {"top1": round(float(np.mean(hits1[k])), 4), "top5": round(float(np.mean(hits5[k])), 4)}
+                        for k in hits5},
+        }
+        log(f"typos {name}: top-1 {out['models'][name]['top1']:.3f}, top-5 {out['models'][name]['top5']:.3f}, "
+            f"no vector {out['models'][name]['no_vector']:.3f}")
+    if adapted_note:
+        out["models"]["cc_es_adapted"] = {"available": False, "reason": adapted_note}
+    best = max((m["top5"], n) for n, m in out["models"].items() if "top5" in m)
+    out["goal"] = {"target": "top-5 >= 70% on one-edit typos", "best": best[1], "top5": best[0],
+                   "met": best[0] >= 0.70}
+    out["examples"] = [{"word": w, "kind": k, "typo": t} for w, k, t in cases[:6]]
+    return out
+
+
+# ---- 6. HTTP ---------------------------------------------------------------------------------
 
 def _endpoint_result(run: LoadRun, concurrency: int) -> dict[str, Any]:
     done = len(run.latencies)
@@ -1038,6 +1307,8 @@ _RUNNERS: dict[str, Callable[[Config, Path], dict[str, Any]]] = {
     "neighbour_latency": bench_latency,
     "ann_libraries": bench_ann,
     "word2vec_throughput": bench_word2vec,
+    "fasttext_throughput": bench_fasttext,
+    "typos": bench_typos,
     "http": bench_http,
 }
 
@@ -1074,6 +1345,9 @@ def _goals(doc: dict[str, Any]) -> dict[str, Any]:
     w2v = doc.get("word2vec_throughput", {})
     if "goal" in w2v:
         out["word2vec_at_least_0_8_of_gensim"] = w2v["goal"]["met"]
+    typos = doc.get("typos", {})
+    if "goal" in typos:
+        out["typos_top5_at_least_0_70"] = typos["goal"]["met"]
     return out
 
 

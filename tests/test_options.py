@@ -188,16 +188,18 @@ def test_a_config_for_another_command_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", DEFAULT_MODELS, ids=lambda s: s.name)
 def test_shipped_default_configs_are_valid_runs(spec: object) -> None:
-    """Each default model's config names an existing command and builds valid options (data files included)."""
+    """Each default model's config names an existing command and builds valid options (data files included; a
+    path that is no file names a default model built before it, as sentiment-es's `vectors = "w2v-es"`)."""
     trainer = spec.trainer  # type: ignore[attr-defined]
     values = trainer.read_config(spec.path) | {"name": spec.name}  # type: ignore[attr-defined]
+    built_before = [m.name for m in DEFAULT_MODELS[: DEFAULT_MODELS.index(spec)]]  # type: ignore[arg-type]
     groups = trainer.options(values)
     for group in groups:
         options.check(group)
         for value in options.values(group).values():
             for path in value if isinstance(value, list) else [value]:
                 if isinstance(path, Path):
-                    assert path.is_file(), path
+                    assert path.is_file() or path.name in built_before, path
     assert trainer.kind == read_manifest_kind(spec.name)
 
 
