@@ -263,9 +263,10 @@ def test_train_neural_and_its_rnn_alias(command: str, keyword_file: Path, tmp_pa
     models = tmp_path / "models"
     r = invoke("train", command, str(keyword_file), "--name", "kw", "--cell", "cnn", "--kernel-sizes", "2",
                "--kernel-sizes", "3", "--feature-maps", "8", "--embedding-dim", "8", "--epochs", "2", "--min-freq",
-               "1", "--device", "cpu", "--models-dir", str(models))
+               "1", "--device", "cpu", "--models-dir", str(models), "--cv", "2")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["best_epoch"] in (1, 2)
+    report = json.loads(r.stdout)  # progress (epochs, folds) goes to stderr: stdout stays one JSON document
+    assert report["best_epoch"] in (1, 2) and report["cross_validation"]["k"] == 2
     params = ClassifierModel.load(models / "kw", device="cpu").manifest.params["rnn"]
     assert params["cell"] == "cnn" and params["kernel_sizes"] == [2, 3] and params["feature_maps"] == 8
     saved = (models / "kw" / "params.toml").read_text(encoding="utf-8")

@@ -5,6 +5,7 @@ the run's options as ``params.toml``)."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,7 +185,7 @@ def cross_validate_neural(enc: _Encoded, fit_rows: list[int], params: RNNParams,
         if progress:
             from tqdm.auto import tqdm
 
-            tqdm.write(f"cross-validation: fold {i + 1}/{k} ({len(held)} rows held out)")
+            tqdm.write(f"cross-validation: fold {i + 1}/{k} ({len(held)} rows held out)", file=sys.stderr)
         rest = [fit_rows[r] for j, f in enumerate(folds) if j != i for r in f]
         inner = stratified_split([enc.classes[enc.label_ids[r]] for r in rest], validation=val_share, test=0.0,
                                  seed=run.split_seed)
