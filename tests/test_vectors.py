@@ -277,6 +277,8 @@ def test_glove_text_reads_like_gensim(tmp_path: Path) -> None:
     gz = tmp_path / "glove.txt.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     assert read_vectors(gz, limit=3, progress=False).words == list(ref.index_to_key[:3])
+    converted = VectorsModel.load(convert_vectors(path, tmp_path / "models", "glove", ann=False, progress=False))
+    assert converted.tokenizer.lowercase  # GloVe was trained on lowercased text: queries are lowercased too
     broken = tmp_path / "glove.6B.50d.txt"
     broken.write_text("the 0.1 0.2\nof 0.3 tres\n")
     with pytest.raises(ConversionError, match=r"glove.6B.50d.txt:2: not a number"):
@@ -304,7 +306,7 @@ def test_numpy_folder_reads_and_converts(kv: KeyedVectors, tmp_path: Path) -> No
     assert read_vectors(folder, limit=7, progress=False).words == list(kv.index_to_key[:7])
     path = convert_vectors(folder, tmp_path / "models", "np", ann=False, progress=False)
     model = VectorsModel.load(path)
-    assert model.tokenizer.lowercase  # GloVe 6B is lowercased text: queries are lowercased too
+    assert not model.tokenizer.lowercase  # any matrix: case kept (the GloVe package's: lowercased, below)
     assert read_manifest(path).params["format"] == "numpy"
 
 

@@ -104,7 +104,7 @@ def cross_validate_fasttext(token_lists: list[list[str]], labels: list[str], cla
         probs = model.predict_proba_tokens([token_lists[r] for r in held])
         scores.append(classification_metrics([labels[r] for r in held], [classes[j] for j in probs.argmax(axis=1)],
                                              classes))
-    return cv_summary(k, scores)
+    return cv_summary(folds, scores)
 
 
 FASTTEXT_CLASSIFIER_TRAINER = Trainer(

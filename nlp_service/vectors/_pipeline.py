@@ -152,7 +152,7 @@ def _convert_store(source: str | Path, files: ModelFiles, fmt: VectorFormat, mod
         metrics["ann"] = store.build_ann(progress=progress)
     # cc.es.300 keeps case and accents, and its tokens follow its own tokenizer: keep case by default;
     # GloVe 6B was trained on lowercased text.
-    tokenizer = tokenizer or Tokenizer(lowercase=fmt in LOWERCASED_FORMATS, keep_punct=True)
+    tokenizer = tokenizer or Tokenizer(lowercase=fmt in LOWERCASED_FORMATS or packaged is not None, keep_punct=True)
     size = sum(f.stat().st_size for f in files.path.iterdir()) if files.path.is_dir() else files.path.stat().st_size
     data = {**files.provenance, "source_name": files.path.name, "source_size": size}
     if packaged:
